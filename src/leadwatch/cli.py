@@ -1,0 +1,536 @@
+"""The `leadwatch` command line. Settings are read here, at the entry point, and passed down."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from leadwatch import __version__
+from leadwatch.config import Settings
+from leadwatch.core.leads import RejectedRecord
+from leadwatch.db.engine import make_engine, make_session_factory, unit_of_work
+from leadwatch.db.migrate import current_revision, head_revision, upgrade
+
+app = typer.Typer(
+    name="leadwatch",
+    help="LeadWatch: take in dealership leads, predict which will sell, escalate the ones at risk.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for intake and integrations.", no_args_is_help=True)
+dealer_app = typer.Typer(help="Dealerships and their time zones.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+app.add_typer(dealer_app, name="dealership")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LEADWATCH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise _fail(f"invalid settings: {problems}") from None
+
+
+def _engine(settings: Settings, *, upgrade_embedded: bool = True) -> Engine:
+    """The engine, with the schema checked: the embedded database is upgraded in place;
+    a PostgreSQL database must be upgraded explicitly (`leadwatch db upgrade`)."""
+    engine = make_engine(settings)
+    try:
+        if settings.is_embedded and upgrade_embedded:
+            upgrade(engine)
+        elif current_revision(engine) != head_revision(engine):
+            raise _fail("the database schema is not up to date: run `leadwatch db upgrade` first")
+    except OperationalError as exc:
+        raise _fail(f"cannot reach the database: {exc.orig}") from None
+    return engine
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+# --- db ------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    settings = _settings()
+    engine = make_engine(settings)
+    try:
+        upgrade(engine, revision)
+    except OperationalError as exc:
+        raise _fail(f"cannot reach the database: {exc.orig}") from None
+    out.print(f"database at revision {current_revision(engine)} ({engine.url.render_as_string()})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's revision and the newest one this version knows."""
+    engine = make_engine(_settings())
+    out.print(f"current: {current_revision(engine)}  head: {head_revision(engine)}")
+
+
+# --- import --------------------------------------------------------------------------------
+
+
+class _CountingReader(io.RawIOBase):
+    """Counts the bytes read so the progress bar can follow a streamed file."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[
+        Path | None, typer.Argument(help="CSV export or ADF/XML file (.xml, .adf).")
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="Column mapping file (JSON, TOML or `Their Column = field` lines)."),
+    ] = None,
+    source_system: Annotated[
+        str | None, typer.Option(help="Source system for rows without one (default: file name).")
+    ] = None,
+    dealership: Annotated[
+        str | None, typer.Option(help="Dealership for rows without one (default: settings).")
+    ] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of a CSV file.")] = "utf-8-sig",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    rejected: Annotated[
+        bool, typer.Option("--rejected", help="List quarantined records instead of importing.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="How many quarantined records to list.")] = 50,
+) -> None:
+    """Import leads from a CSV export or an ADF/XML file. Idempotent: importing the same file
+    again updates leads and never duplicates them. Rejected rows are quarantined with their
+    reasons (list them with `leadwatch import --rejected`)."""
+    settings = _settings()
+    if rejected:
+        _list_rejected(settings, limit=limit, as_json=as_json)
+        return
+    if file is None:
+        raise _fail("give a FILE to import, or --rejected to list quarantined records")
+    if not file.is_file():
+        raise _fail(f"{file}: no such file")
+    counts = _run_file_import(
+        settings,
+        file,
+        mapping=mapping,
+        source_system=source_system,
+        dealership=dealership,
+        encoding=encoding,
+        quiet=as_json,
+    )
+    result = counts.as_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(
+        f"[green]{result['imported']} imported[/], {result['updated']} updated, "
+        f"{result['linked']} linked to an earlier lead of the same shopper, "
+        f"[{'red' if result['rejected'] else 'green'}]{result['rejected']} rejected[/]"
+    )
+    for error in result["errors"][:20]:
+        out.print(f"  {file}:{error['row']}: {error['field']}: {error['message']}", highlight=False)
+    if len(result["errors"]) > 20:
+        out.print(f"  ... and {len(result['errors']) - 20} more (leadwatch import --rejected)")
+
+
+def _run_file_import(
+    settings: Settings,
+    file: Path,
+    *,
+    mapping: Path | None,
+    source_system: str | None,
+    dealership: str | None,
+    encoding: str,
+    quiet: bool,
+) -> Any:
+    from leadwatch.intake.adf import AdfDocumentError, parse_adf
+    from leadwatch.intake.csv_mapping import MappingError, load_mapping_file
+    from leadwatch.leads.importer import run_import
+    from leadwatch.leads.service import DealershipDirectory
+
+    engine = _engine(settings)
+    factory = make_session_factory(engine)
+    directory = DealershipDirectory(
+        default_name=dealership or settings.default_dealership,
+        default_timezone=settings.default_timezone,
+    )
+    with unit_of_work(factory) as db_session:
+        directory.load(db_session=db_session)
+    source = str(file)
+    window = timedelta(hours=settings.duplicate_window_hours)
+    is_xml = file.suffix.lower() in {".xml", ".adf"}
+    try:
+        user_mapping = load_mapping_file(mapping) if mapping else None
+    except (MappingError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+    progress = Progress(
+        TextColumn("[bold]importing[/] {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[rows]} rows"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+    )
+    size = file.stat().st_size
+    with progress, file.open("rb") as raw:
+        task = progress.add_task(file.name, total=size, rows=0)
+        counter = _CountingReader(raw)
+        if is_xml:
+            try:
+                parsed = parse_adf(raw.read(), local_tz_for=directory.tz_for)
+            except AdfDocumentError as exc:
+                raise _fail(f"{file}: {exc}") from None
+            records: Iterator[Any] = iter([*parsed.leads, *parsed.rejected])
+            fmt = "adf"
+        else:
+            records = _csv_records(
+                counter,
+                encoding=encoding,
+                source_system=source_system or file.stem,
+                directory=directory,
+                user_mapping=user_mapping,
+            )
+            fmt = "csv"
+
+        def on_chunk(counts: Any) -> None:
+            done = counts.imported + counts.updated + counts.linked + counts.rejected
+            progress.update(task, completed=counter.count if not is_xml else size, rows=done)
+
+        try:
+            return run_import(
+                session_factory=factory,
+                records=records,
+                directory=directory,
+                source=source,
+                fmt=fmt,
+                clock=_now,
+                chunk_size=settings.import_batch_size,
+                duplicate_window=window,
+                on_chunk=on_chunk,
+            )
+        except MappingError as exc:
+            raise _fail(f"{file}: {exc}") from None
+
+
+def _csv_records(
+    counter: _CountingReader,
+    *,
+    encoding: str,
+    source_system: str,
+    directory: Any,
+    user_mapping: dict[str, str] | None,
+) -> Iterator[Any]:
+    from leadwatch.intake.csv_reader import read_csv_leads
+
+    try:
+        text = io.TextIOWrapper(
+            io.BufferedReader(counter, buffer_size=1 << 20),
+            encoding=encoding,
+            errors="replace",
+            newline="",
+        )
+    except LookupError:
+        raise _fail(f"unknown encoding {encoding!r} (try utf-8, cp1252, latin-1)") from None
+    for item in read_csv_leads(
+        text,
+        source_system=source_system,
+        local_tz_for=directory.tz_for,
+        default_dealership=directory.default_name,
+        user_mapping=user_mapping,
+    ):
+        if isinstance(item, RejectedRecord):
+            yield item
+        else:
+            yield (item.line, item.lead)
+
+
+def _list_rejected(settings: Settings, *, limit: int, as_json: bool) -> None:
+    from leadwatch.leads import service as lead_service
+
+    factory = make_session_factory(_engine(settings))
+    with unit_of_work(factory) as db_session:
+        items, total = lead_service.list_rejected(db_session=db_session, limit=limit)
+        rows = [
+            {
+                "id": r.id,
+                "source": r.source,
+                "row": r.row,
+                "field": r.field,
+                "reason": r.reason,
+                "raw": r.raw,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in items
+        ]
+    if as_json:
+        sys.stdout.write(json.dumps({"total": total, "items": rows}) + "\n")
+        return
+    table = Table(title=f"Quarantined records ({total} in all, newest first)")
+    for column in ("id", "source", "row", "field", "reason", "raw"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        raw = r["raw"] if len(r["raw"]) < 80 else r["raw"][:77] + "..."
+        table.add_row(str(r["id"]), r["source"], str(r["row"]), r["field"], r["reason"], raw)
+    out.print(table)
+
+
+# --- generate ------------------------------------------------------------------------------
+
+
+@app.command("generate")
+def generate_command(
+    leads: Annotated[int, typer.Option(min=1, help="Number of leads.")] = 5_000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 7,
+    out_file: Annotated[Path, typer.Option("--out", help="CSV file to write.")] = Path("leads.csv"),
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="File for the true 14/30-day probabilities (default: OUT.truth.csv)."),
+    ] = None,
+    days: Annotated[int, typer.Option(min=30, help="Days of history.")] = 365,
+    end: Annotated[
+        datetime | None, typer.Option(help="End of the history (default: now), ISO 8601.")
+    ] = None,
+) -> None:
+    """Write a realistic dealership lead history, and the true sale probabilities behind it."""
+    from leadwatch.demo.generator import GeneratorConfig, write_history
+
+    truth = truth or out_file.with_suffix(".truth.csv")
+    end_at = (end.replace(tzinfo=end.tzinfo or UTC) if end else _now()).astimezone(UTC)
+    config = GeneratorConfig(leads=leads, seed=seed, end=end_at, days=days)
+    with Progress(
+        TextColumn("[bold]generating[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("leads", total=leads)
+        written = write_history(
+            config, out_file, truth, progress=lambda n: progress.update(task, completed=n)
+        )
+    out.print(f"wrote {written} leads to {out_file} and their true probabilities to {truth}")
+
+
+# --- tokens and dealerships ----------------------------------------------------------------
+
+
+@token_app.command("create")
+def token_create(name: Annotated[str, typer.Argument(help="What the token is for.")]) -> None:
+    """Create an API token. It is printed once; only its hash is stored."""
+    from leadwatch.auth import service as auth_service
+
+    factory = make_session_factory(_engine(_settings()))
+    with unit_of_work(factory) as db_session:
+        row, token = auth_service.create_token(db_session=db_session, name=name, now=_now())
+        token_id = row.id
+    out.print(f"token {token_id} ({name}): {token}", highlight=False)
+    err.print("store it now: it cannot be shown again")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List API tokens (never the tokens themselves)."""
+    from leadwatch.auth import service as auth_service
+
+    factory = make_session_factory(_engine(_settings()))
+    table = Table("id", "name", "prefix", "created", "last used", "revoked")
+    with unit_of_work(factory) as db_session:
+        for row in auth_service.list_tokens(db_session=db_session):
+            table.add_row(
+                str(row.id),
+                row.name,
+                row.prefix + "...",
+                row.created_at.isoformat(timespec="seconds"),
+                row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "-",
+                row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-",
+            )
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="Token id (see `token list`).")],
+) -> None:
+    """Revoke an API token at once."""
+    from leadwatch.auth import service as auth_service
+
+    factory = make_session_factory(_engine(_settings()))
+    with unit_of_work(factory) as db_session:
+        found = auth_service.revoke_token(db_session=db_session, token_id=token_id, now=_now())
+    if not found:
+        raise _fail(f"no token with id {token_id}")
+    out.print(f"token {token_id} revoked")
+
+
+@dealer_app.command("set")
+def dealership_set(
+    name: Annotated[str, typer.Argument(help="Dealership name, as in the lead files.")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. America/Denver.")],
+) -> None:
+    """Create a dealership or change its time zone (naive times in files are read in it)."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from leadwatch.leads import service as lead_service
+
+    factory = make_session_factory(_engine(_settings()))
+    try:
+        with unit_of_work(factory) as db_session:
+            lead_service.set_dealership_timezone(
+                db_session=db_session, name=name, timezone=timezone
+            )
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _fail(f"unknown IANA time zone {timezone!r} (e.g. America/Denver)") from None
+    out.print(f"{name}: {timezone}")
+
+
+@dealer_app.command("list")
+def dealership_list() -> None:
+    """List dealerships and their time zones."""
+    from leadwatch.leads import service as lead_service
+
+    factory = make_session_factory(_engine(_settings()))
+    table = Table("id", "name", "time zone")
+    with unit_of_work(factory) as db_session:
+        for dealer in lead_service.list_dealerships(db_session=db_session):
+            table.add_row(str(dealer.id), dealer.name, dealer.timezone)
+    out.print(table)
+
+
+# --- serve and demo ------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+) -> None:
+    """Serve the API (and, as later parts land, the web pages and the dispatcher)."""
+    settings = _settings()
+    _serve(settings, host or settings.host, port or settings.port)
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from leadwatch.app import create_app
+
+    engine = _engine(settings)
+    out.print(f"LeadWatch {__version__} on [bold]http://{host}:{port}[/] (API docs: /docs)")
+    uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
+
+
+@app.command("demo")
+def demo(
+    leads: Annotated[int, typer.Option(min=100, help="Leads of demo history.")] = 5_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the demo history.")] = 7,
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Prepare the demo and exit without serving.")
+    ] = False,
+) -> None:
+    """Generate demo history, import it into the embedded database and serve the API."""
+    from leadwatch.auth import service as auth_service
+    from leadwatch.demo.generator import GeneratorConfig, write_history
+
+    settings = _settings()
+    demo_dir = settings.home / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    history, truth = demo_dir / "history.csv", demo_dir / "history.truth.csv"
+    config = GeneratorConfig(leads=leads, seed=seed, end=_now())
+    with err.status("generating demo history..."):
+        write_history(config, history, truth)
+    counts = _run_file_import(
+        settings,
+        history,
+        mapping=None,
+        source_system=None,
+        dealership=None,
+        encoding="utf-8",
+        quiet=False,
+    )
+    out.print(
+        f"demo history: {counts.imported} imported, {counts.updated} updated, "
+        f"{counts.linked} linked, {counts.rejected} rejected ({history})"
+    )
+    factory = make_session_factory(_engine(settings))
+    with unit_of_work(factory) as db_session:
+        _, token = auth_service.create_token(db_session=db_session, name="demo", now=_now())
+    host, port = host or settings.host, port or settings.port
+    out.print(f"API token for the demo: [bold]{token}[/]", highlight=False)
+    out.print(
+        f"try: curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/leads",
+        highlight=False,
+    )
+    if no_serve:
+        out.print(f"ready: run `leadwatch serve` and open http://{host}:{port}/docs")
+        return
+    _serve(settings, host, port)
+
+
+def main() -> None:
+    app()

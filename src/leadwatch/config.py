@@ -1,0 +1,52 @@
+"""Settings, read from LEADWATCH_* environment variables (and a .env file) at the entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADWATCH_", env_file=".env", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".leadwatch"),
+        description="Folder for the embedded SQLite database and the model files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql+psycopg://... URL; default: SQLite in the home folder.",
+    )
+    default_dealership: str = "Main Store"
+    default_timezone: str = "America/Chicago"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    import_batch_size: int = Field(default=5_000, gt=0, le=100_000)
+    duplicate_window_hours: float = Field(default=72.0, gt=0)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. America/Chicago)") from None
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'leadwatch.db').resolve()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"

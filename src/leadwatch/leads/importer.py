@@ -1,0 +1,113 @@
+"""The import job: parsed records in, one committed unit of work per chunk.
+
+Used by `leadwatch import` and `demo`. Memory stays bounded by the chunk size whatever the
+file size; a crash mid-file keeps the chunks already committed, and re-running is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadwatch.core.leads import LeadIn, RejectedRecord
+from leadwatch.db.engine import unit_of_work
+from leadwatch.leads import service as lead_service
+from leadwatch.leads.service import DealershipDirectory, ImportCounts
+
+Parsed = tuple[int, LeadIn] | RejectedRecord
+
+
+def ingest(
+    *,
+    db_session: Session,
+    accepted: list[tuple[int, LeadIn]],
+    rejected: list[RejectedRecord],
+    directory: DealershipDirectory,
+    source: str,
+    batch_id: int | None,
+    now: datetime,
+    duplicate_window: timedelta,
+) -> tuple[ImportCounts, list[lead_service.StoredLead]]:
+    """Store one chunk of accepted leads and quarantine its rejected records (no commit)."""
+    counts = ImportCounts()
+    stored = lead_service.store_leads(
+        db_session=db_session,
+        leads=accepted,
+        directory=directory,
+        now=now,
+        duplicate_window=duplicate_window,
+    )
+    counts.add_stored(stored)
+    lead_service.quarantine(
+        db_session=db_session, records=rejected, source=source, batch_id=batch_id, now=now
+    )
+    counts.add_rejected(rejected)
+    return counts, stored
+
+
+def run_import(
+    *,
+    session_factory: sessionmaker[Session],
+    records: Iterable[Parsed],
+    directory: DealershipDirectory,
+    source: str,
+    fmt: str,
+    clock: Callable[[], datetime],
+    chunk_size: int = 5_000,
+    duplicate_window: timedelta = timedelta(hours=72),
+    on_chunk: Callable[[ImportCounts], None] | None = None,
+) -> ImportCounts:
+    with unit_of_work(session_factory) as db_session:
+        batch_id = lead_service.start_batch(
+            db_session=db_session, source=source, fmt=fmt, now=clock()
+        ).id
+        directory.load(db_session=db_session)
+
+    total = ImportCounts()
+    accepted: list[tuple[int, LeadIn]] = []
+    rejected: list[RejectedRecord] = []
+
+    def flush() -> None:
+        with unit_of_work(session_factory) as db_session:
+            counts, _ = ingest(
+                db_session=db_session,
+                accepted=accepted,
+                rejected=rejected,
+                directory=directory,
+                source=source,
+                batch_id=batch_id,
+                now=clock(),
+                duplicate_window=duplicate_window,
+            )
+            _merge(total, counts)
+            lead_service.record_batch_counts(
+                db_session=db_session, batch_id=batch_id, counts=total, finished_at=None
+            )
+        accepted.clear()
+        rejected.clear()
+        if on_chunk is not None:
+            on_chunk(total)
+
+    for record in records:
+        if isinstance(record, RejectedRecord):
+            rejected.append(record)
+        else:
+            accepted.append(record)
+        if len(accepted) + len(rejected) >= chunk_size:
+            flush()
+    flush()
+    with unit_of_work(session_factory) as db_session:
+        lead_service.record_batch_counts(
+            db_session=db_session, batch_id=batch_id, counts=total, finished_at=clock()
+        )
+    return total
+
+
+def _merge(total: ImportCounts, part: ImportCounts) -> None:
+    total.imported += part.imported
+    total.updated += part.updated
+    total.linked += part.linked
+    total.rejected += part.rejected
+    total.errors.extend(part.errors)
