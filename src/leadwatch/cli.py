@@ -312,7 +312,7 @@ def _list_rejected(settings: Settings, *, limit: int, as_json: bool) -> None:
     factory = make_session_factory(_engine(settings))
     with unit_of_work(factory) as db_session:
         items, total = lead_service.list_rejected(db_session=db_session, limit=limit)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": r.id,
                 "source": r.source,

@@ -9,15 +9,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from leadwatch.app import create_app
 from leadwatch.auth import service as auth_service
 from leadwatch.config import Settings
 from leadwatch.db.engine import make_session_factory, unit_of_work
-
-from ..conftest import FIXED_NOW
+from tests.conftest import FIXED_NOW
 
 ADF = """<?xml version="1.0"?>
 <?adf version="1.0"?>
@@ -29,7 +30,9 @@ ADF = """<?xml version="1.0"?>
    <year>2025</year><make>Ford</make><model>F-150</model><trim>XLT</trim>
    <vin>1FTFW1E50PFA00001</vin><price type="asking">$52,300</price>
   </vehicle>
-  <vehicle interest="trade-in"><year>2016</year><make>Chevrolet</make><model>Malibu</model></vehicle>
+  <vehicle interest="trade-in">
+   <year>2016</year><make>Chevrolet</make><model>Malibu</model>
+  </vehicle>
   <customer><contact>
    <name part="first">Maria</name><name part="last">Lopez</name>
    <email>maria@example.com</email><phone>(555) 201-3344</phone>

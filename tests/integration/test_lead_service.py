@@ -20,8 +20,9 @@ from leadwatch.core.leads import (
     VehicleInterest,
 )
 from leadwatch.leads import service as lead_service
+from leadwatch.leads.directory import DealershipDirectory
 from leadwatch.leads.models import Dealership, Lead, LeadEvent, QuarantinedRecord
-from leadwatch.leads.service import DealershipDirectory
+from leadwatch.leads.store import StoredLead, store_leads
 
 T0 = datetime(2025, 5, 1, 14, 0, tzinfo=UTC)
 
@@ -63,8 +64,8 @@ def lead(
     )
 
 
-def store(db_session: Session, leads: list[LeadIn]) -> list[lead_service.StoredLead]:
-    stored = lead_service.store_leads(
+def store(db_session: Session, leads: list[LeadIn]) -> list[StoredLead]:
+    stored = store_leads(
         db_session=db_session,
         leads=list(enumerate(leads, start=2)),
         directory=directory().load(db_session=db_session),

@@ -1,7 +1,8 @@
 """Lead values shared by intake, storage and prediction.
 
-These are plain frozen dataclasses: parsers produce them, the service layer stores them.
-All datetimes here are timezone-aware UTC.
+Plain dataclasses: parsers produce them, the service layer stores them. All datetimes here are
+timezone-aware UTC. The per-lead values are not frozen because an import builds millions of
+them and a frozen dataclass's __init__ costs several times more; treat them as immutable.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ _STATUS_FOR_EVENT = {
 CONTACT_EVENTS = frozenset(STAGE_ORDER[1:])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Vehicle:
     interest: VehicleInterest = VehicleInterest.BUY
     year: int | None = None
@@ -81,7 +82,7 @@ class Vehicle:
     condition: str | None = None  # "new" / "used" where the source says so
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Customer:
     first_name: str | None = None
     last_name: str | None = None
@@ -105,7 +106,7 @@ class Customer:
         return self.phones[0] if self.phones else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeadEventIn:
     type: EventType
     occurred_at: datetime
@@ -113,7 +114,7 @@ class LeadEventIn:
     note: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeadIn:
     """One lead as a parser understood it, before storage."""
 

@@ -19,7 +19,10 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # No server-side prepared statements: a generic plan made while a table was still small
+    # (a seq scan) would be reused for the rest of a big import.
+    connect_args = {"prepare_threshold": None} if "+psycopg" in url else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -23,6 +23,7 @@ from leadwatch.deps import (
 )
 from leadwatch.intake.adf import AdfDocumentError, parse_adf
 from leadwatch.leads import service as lead_service
+from leadwatch.leads.directory import DealershipDirectory
 from leadwatch.leads.importer import ingest
 from leadwatch.leads.schemas import (
     EventCreate,
@@ -35,7 +36,6 @@ from leadwatch.leads.schemas import (
     RejectedPage,
     RejectedRead,
 )
-from leadwatch.leads.service import DealershipDirectory
 
 router = APIRouter(prefix="/api/v1", tags=["leads"], dependencies=[Depends(require_token)])
 

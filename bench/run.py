@@ -1,0 +1,72 @@
+"""`make bench`: run the benchmarks and print a Markdown table for the README.
+
+    python bench/run.py [--rows N] [--only import] [--backends sqlite,postgresql]
+
+Results also go to bench/results/latest.json with the machine's description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_import  # noqa: E402
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the import file")
+    parser.add_argument("--only", default="import", help="comma-separated benchmarks: import")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    args = parser.parse_args()
+
+    records: list[dict[str, object]] = []
+    if "import" in args.only.split(","):
+        results = bench_import.run(args.rows, args.backends.split(","))
+        records += bench_import.as_records(results)
+
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    report = {
+        "machine": machine(),
+        "date": datetime.now(UTC).date().isoformat(),
+        "results": records,
+    }
+    (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nMachine: {report['machine']}; date: {report['date']}\n")
+    print("| benchmark | backend | rows | seconds | rows/s | peak memory |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in records:
+        print(
+            f"| {r['benchmark']} | {r['backend']} | {r['rows']:,} | {r['seconds']} "
+            f"| {r['rows_per_second']:,} | {r['peak_mb']} MB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
