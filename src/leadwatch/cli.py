@@ -70,10 +70,25 @@ def _settings() -> Settings:
         raise _fail(f"invalid settings: {problems}") from None
 
 
+_engines: list[Engine] = []
+
+
+def _new_engine(settings: Settings) -> Engine:
+    """An engine that is disposed when the command ends (see `_root`)."""
+    engine = make_engine(settings)
+    _engines.append(engine)
+    return engine
+
+
+def _dispose_engines() -> None:
+    while _engines:
+        _engines.pop().dispose()
+
+
 def _engine(settings: Settings, *, upgrade_embedded: bool = True) -> Engine:
     """The engine, with the schema checked: the embedded database is upgraded in place;
     a PostgreSQL database must be upgraded explicitly (`leadwatch db upgrade`)."""
-    engine = make_engine(settings)
+    engine = _new_engine(settings)
     try:
         if settings.is_embedded and upgrade_embedded:
             upgrade(engine)
@@ -86,8 +101,10 @@ def _engine(settings: Settings, *, upgrade_embedded: bool = True) -> Engine:
 
 @app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
+    ctx.call_on_close(_dispose_engines)
     if version:
         out.print(__version__)
         raise typer.Exit()
@@ -100,7 +117,7 @@ def _root(
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     settings = _settings()
-    engine = make_engine(settings)
+    engine = _new_engine(settings)
     try:
         upgrade(engine, revision)
     except OperationalError as exc:
@@ -111,7 +128,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
 @db_app.command("current")
 def db_current() -> None:
     """Show the database's revision and the newest one this version knows."""
-    engine = make_engine(_settings())
+    engine = _new_engine(_settings())
     out.print(f"current: {current_revision(engine)}  head: {head_revision(engine)}")
 
 

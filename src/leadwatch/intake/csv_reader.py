@@ -93,11 +93,18 @@ def read_csv_leads(
     """
     head = _read_head(stream)
     delimiter = _sniff_delimiter(head)
-    reader = csv.reader(itertools.chain(head, stream), delimiter=delimiter)
+    reader = csv.reader(_without_nul(itertools.chain(head, stream)), delimiter=delimiter)
     header = _read_header(reader)
     columns = resolve_header(header, user_mapping)
     parser = _RowParser(columns, source_system, local_tz_for, default_dealership, delimiter)
     return _parse_rows(reader, parser, columns.width, delimiter)
+
+
+def _without_nul(lines: Iterable[str]) -> Iterator[str]:
+    """NUL, which no database text column accepts, becomes U+FFFD: one character lost, not
+    the record."""
+    for line in lines:
+        yield line.replace("\x00", "\ufffd") if "\x00" in line else line
 
 
 def _read_head(stream: TextIO) -> list[str]:
