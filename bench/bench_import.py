@@ -71,19 +71,23 @@ def _run_import(path: Path, env: dict[str, str]) -> tuple[float, float, dict[str
     return seconds, usage.ru_maxrss / 1024, counts
 
 
+def _timed_import(path: Path, env: dict[str, str]) -> tuple[float, float, dict[str, int]]:
+    """Create the schema first, so that the timing is the import alone."""
+    subprocess.run(
+        [str(LEADWATCH), "db", "upgrade"],
+        env={**os.environ, **env},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return _run_import(path, env)
+
+
 def bench_sqlite(path: Path, rows: int) -> ImportResult:
     home = WORK / f"sqlite-{uuid.uuid4().hex[:8]}"
     home.mkdir(parents=True)
     try:
-        # Create the schema first so the timing is the import alone.
         env = {"LEADWATCH_HOME": str(home), "LEADWATCH_DATABASE_URL": ""}
-        subprocess.run(
-            [str(LEADWATCH), "db", "upgrade"],
-            env={**os.environ, **env},
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        seconds, peak, counts = _run_import(path, env)
+        seconds, peak, counts = _timed_import(path, env)
     finally:
         for child in home.iterdir():
             child.unlink()
@@ -97,15 +101,9 @@ def bench_postgresql(path: Path, rows: int) -> ImportResult:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    env = {"LEADWATCH_DATABASE_URL": url, "LEADWATCH_HOME": str(WORK / "pg-home")}
     try:
-        subprocess.run(
-            [str(LEADWATCH), "db", "upgrade"],
-            env={**os.environ, **env},
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        seconds, peak, counts = _run_import(path, env)
+        env = {"LEADWATCH_DATABASE_URL": url, "LEADWATCH_HOME": str(WORK / "pg-home")}
+        seconds, peak, counts = _timed_import(path, env)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

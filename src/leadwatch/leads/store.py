@@ -207,18 +207,27 @@ def lead_row(lead: LeadIn, dealership_id: int, now: datetime) -> tuple[Any, ...]
         phone,
         normalize_email(email),
         normalize_phone(phone),
-        {"emails": list(customer.emails), "phones": list(customer.phones)},
+        _contacts(customer.emails, customer.phones),
         status.value,
         contacted,
         sold,
         lost,
         lead.comments,
-        dict(lead.extra),
+        dict(lead.extra) if lead.extra else _EMPTY,
         now,
     )
 
 
 _NO_VEHICLE = Vehicle()
+# Shared so that the bulk path serialises it once per chunk, not once per row (bulk.py).
+_EMPTY: dict[str, Any] = {}
+
+
+def _contacts(emails: Sequence[str], phones: Sequence[str]) -> dict[str, Any]:
+    """Every address and number, where there is more than the one in the lead's own columns."""
+    if len(emails) <= 1 and len(phones) <= 1:
+        return _EMPTY
+    return {"emails": list(emails), "phones": list(phones)}
 
 
 def _vehicle_json(vehicle: Vehicle) -> dict[str, Any]:
