@@ -46,6 +46,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(dealer_app, name="dealership")
 
+# ADF documents are parsed whole (they are email bodies, rarely over a few KB); a file larger
+# than this is refused with a clear error rather than read into memory.
+ADF_FILE_LIMIT = 100 * 1024 * 1024
+
 out = Console()
 err = Console(stderr=True)
 
@@ -256,7 +260,11 @@ def _run_file_import(
         counter = _CountingReader(raw)
         if is_xml:
             try:
-                parsed = parse_adf(raw.read(), local_tz_for=directory.tz_for)
+                parsed = parse_adf(
+                    raw.read(ADF_FILE_LIMIT + 1),
+                    local_tz_for=directory.tz_for,
+                    max_bytes=ADF_FILE_LIMIT,
+                )
             except AdfDocumentError as exc:
                 raise _fail(f"{file}: {exc}") from None
             records: Iterator[Any] = iter([*parsed.leads, *parsed.rejected])

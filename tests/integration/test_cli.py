@@ -195,3 +195,29 @@ def test_help_lists_the_commands() -> None:
     assert result.exit_code == 0
     for command in ("import", "generate", "serve", "demo", "db", "token", "dealership"):
         assert command in result.stdout
+
+
+@pytest.mark.postgres
+def test_an_out_of_date_postgresql_schema_is_refused_not_migrated(pg_url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import PG_ADMIN_URL
+
+    name = "lw_test_unmigrated"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+        env = {"LEADWATCH_DATABASE_URL": url}
+        result = runner.invoke(app, ["token", "list"], env=env)
+        assert result.exit_code == 2 and "leadwatch db upgrade" in result.stderr
+        result = runner.invoke(app, ["db", "upgrade"], env=env)
+        assert result.exit_code == 0, result.stderr
+        assert runner.invoke(app, ["token", "list"], env=env).exit_code == 0
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -112,7 +112,9 @@ def _ingest_body(
         directory.load(db_session=db_session)
         if fmt == "adf":
             try:
-                parsed = parse_adf(body, local_tz_for=directory.tz_for)
+                parsed = parse_adf(
+                    body, local_tz_for=directory.tz_for, max_bytes=settings.max_body_bytes
+                )
             except AdfDocumentError as exc:
                 raise _unprocessable(f"ADF/XML document refused: {exc}") from None
             accepted, rejected = parsed.leads, parsed.rejected
