@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from leadwatch import __version__
+from leadwatch.cli_model import evaluate_command, models_app, score_command, train_command
 from leadwatch.config import Settings
 from leadwatch.core.leads import RejectedRecord
 from leadwatch.db.engine import make_engine, make_session_factory, unit_of_work
@@ -45,6 +46,10 @@ dealer_app = typer.Typer(help="Dealerships and their time zones.", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(dealer_app, name="dealership")
+app.add_typer(models_app, name="models")
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.command("score")(score_command)
 
 # ADF documents are parsed whole (they are email bodies, rarely over a few KB); a file larger
 # than this is refused with a clear error rather than read into memory.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     import_batch_size: int = Field(default=5_000, gt=0, le=100_000)
     duplicate_window_hours: float = Field(default=72.0, gt=0)
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs model files; default: a random key kept in HOME/secret.key.",
+    )
 
     @field_validator("default_timezone")
     @classmethod
@@ -50,3 +54,7 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.home / "secret.key"

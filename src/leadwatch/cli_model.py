@@ -1,0 +1,289 @@
+"""CLI commands of the sale-probability model: train, evaluate, score, models list/activate."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leadwatch.config import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from leadwatch.prediction.artifacts import ModelStore
+
+models_app = typer.Typer(
+    help="Trained model files: list them, choose the active one.", no_args_is_help=True
+)
+out = Console()
+err = Console(stderr=True)
+SCORE_CHUNK = 100_000
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def _store(settings: Settings) -> ModelStore:
+    from leadwatch.prediction.artifacts import ModelStore, load_or_create_secret
+
+    key = (
+        settings.secret_key.get_secret_value().encode()
+        if settings.secret_key
+        else load_or_create_secret(settings.secret_key_path)
+    )
+    return ModelStore(settings.models_dir, key)
+
+
+def _canonical_columns(path: Path, mapping: Path | None) -> dict[str, str]:
+    """Their headings -> canonical names, as the importer reads them (aliases, mapping file)."""
+    from leadwatch.intake.csv_mapping import MappingError, load_mapping_file, resolve_header
+
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), [])
+    try:
+        columns = resolve_header(header, load_mapping_file(mapping) if mapping else None)
+    except MappingError as exc:
+        raise _fail(f"{path}: {exc}") from None
+    return {header[index]: name for name, index in columns.fields.items()}
+
+
+def read_leads(path: Path, mapping: Path | None = None, **kwargs: Any) -> pd.DataFrame:
+    import pandas as pd
+
+    if not path.is_file():
+        raise _fail(f"{path}: no such file")
+    renames = _canonical_columns(path, mapping)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", **kwargs)
+    renamed: pd.DataFrame = frame.rename(columns=renames)
+    return renamed
+
+
+def _as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"--as-of {value!r} is not an ISO 8601 date (e.g. 2025-06-30T00:00)") from None
+
+
+def train_command(
+    data: Annotated[Path, typer.Option(help="Lead history CSV (canonical or CRM headings).")],
+    model: Annotated[
+        str, typer.Option(help="random_forest, gradient_boosting, logistic or auto.")
+    ] = "gradient_boosting",
+    as_of: Annotated[
+        str | None, typer.Option(help="When the history was taken (default: its latest date).")
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Comma-separated feature columns (default: the six).")
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Column mapping file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Train on lead history, validate out of time, save and activate the model."""
+    from leadwatch.cli import _settings
+    from leadwatch.prediction.features import DEFAULT_FEATURES
+    from leadwatch.prediction.predictor import LeadOutcomePredictor
+    from leadwatch.prediction.splits import HistoryTooShortError
+
+    settings = _settings()
+    chosen = tuple(f.strip() for f in features.split(",")) if features else DEFAULT_FEATURES
+    try:
+        predictor = LeadOutcomePredictor(model, features=chosen, n_jobs=2)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    with err.status(f"reading {data}..."):
+        frame = read_leads(data, mapping)
+    try:
+        with err.status(f"training {model} on {len(frame):,} leads..."):
+            report = predictor.train(frame, as_of=_as_of(as_of))
+    except (HistoryTooShortError, KeyError, ValueError) as exc:
+        raise _fail(f"{data}: {exc}") from None
+    info = predictor.save(_store(settings))
+    result = report.as_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+        return
+    _print_report(result)
+    out.print(f"saved and activated model [bold]{info.version}[/] ({info.path})")
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    out.print(
+        f"[bold]{report['model_type']}[/] trained on {report['slices']['train']:,} leads, "
+        f"calibrated on {report['slices']['calibration']:,}, validated on "
+        f"{report['slices']['validation']:,} newer leads (as of {report['as_of']})"
+    )
+    rows = report["validation"].get("rows") or []
+    table = Table("metric", "horizon", "model", "naive baseline", title="Out-of-time validation")
+    for metric, horizon, model, baseline in rows:
+        table.add_row(str(metric), str(horizon), _fmt(model), _fmt(baseline))
+    out.print(table)
+    if report.get("candidates_log_loss") and len(report["candidates_log_loss"]) > 1:
+        out.print(f"candidates (validation log loss, 30 d): {report['candidates_log_loss']}")
+    importance = Table("feature", "log-loss rise when shuffled", title="Feature importance")
+    for name, value in report.get("feature_importance", {}).items():
+        importance.add_row(name, f"{value:+.5f}")
+    out.print(importance)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def evaluate_command(
+    data: Annotated[Path, typer.Option(help="Lead history CSV with outcomes.")],
+    as_of: Annotated[str | None, typer.Option(help="As-of date (default: latest in data).")] = None,
+    version: Annotated[str | None, typer.Option(help="Model version (default: active).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Column mapping file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Measure a saved model on leads whose 30-day window has closed."""
+    from leadwatch.cli import _settings
+
+    predictor = _load(_settings(), version)
+    frame = read_leads(data, mapping)
+    try:
+        report = predictor.evaluate(frame, as_of=_as_of(as_of))
+    except (KeyError, ValueError) as exc:
+        raise _fail(f"{data}: {exc}") from None
+    if as_json:
+        sys.stdout.write(json.dumps(report, default=str) + "\n")
+        return
+    table = Table("metric", "horizon", "model", "naive baseline", title=f"Evaluation on {data}")
+    for metric, horizon, model, baseline in report.get("rows", []):
+        table.add_row(str(metric), str(horizon), _fmt(model), _fmt(baseline))
+    out.print(table)
+
+
+def _load(settings: Settings, version: str | None) -> Any:
+    from leadwatch.prediction.artifacts import ModelFileError
+    from leadwatch.prediction.predictor import LeadOutcomePredictor
+
+    try:
+        return LeadOutcomePredictor.load(_store(settings), version)
+    except ModelFileError as exc:
+        raise _fail(f"{exc} (train one with `leadwatch train --data FILE`)") from None
+
+
+def score_command(
+    file: Annotated[Path, typer.Argument(help="Leads CSV to score.")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV to write.")],
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as of this moment (default: latest in the file).")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="Model version (default: active).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Column mapping file.")] = None,
+    factors: Annotated[bool, typer.Option(help="Explain each lead's top factors.")] = True,
+) -> None:
+    """Write FILE's columns plus sale_probability_14d, sale_probability_30d, risk_level and
+    top_factors to --out, in chunks (any file size)."""
+    import pandas as pd
+
+    from leadwatch.cli import _settings
+    from leadwatch.prediction.frames import latest_time, prepare
+
+    predictor = _load(_settings(), version)
+    renames = _canonical_columns(file, mapping)
+    moment = _as_of(as_of)
+    if moment is None:  # one pass over the time columns only: the file's latest date
+        times = [c for c, name in renames.items() if name.endswith("_at")]
+        frame = pd.read_csv(file, dtype=str, usecols=times, keep_default_na=False)
+        moment = latest_time(prepare(frame.rename(columns=renames))).to_pydatetime()
+    with file.open("rb") as handle:  # for the progress bar; quoted line breaks overcount
+        total = sum(1 for _ in handle) - 1
+    written = 0
+    with Progress(
+        TextColumn("[bold]scoring[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("leads", total=max(total, 0))
+        chunks = pd.read_csv(
+            file, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=SCORE_CHUNK
+        )
+        for number, chunk in enumerate(chunks):
+            try:
+                scored = predictor.predict(
+                    chunk.rename(columns=renames), as_of=moment, explain_top=factors
+                )
+            except (KeyError, ValueError) as exc:
+                raise _fail(f"{file}: {exc}") from None
+            scored.columns = list(chunk.columns) + list(scored.columns[len(chunk.columns) :])
+            scored.to_csv(
+                out_file, mode="w" if number == 0 else "a", header=number == 0, index=False
+            )
+            written += len(scored)
+            progress.update(task, completed=written)
+    out.print(f"scored {written:,} leads as of {moment:%Y-%m-%d %H:%M} into {out_file}")
+
+
+@models_app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Saved models, newest first; the active one is marked."""
+    from leadwatch.cli import _settings
+
+    store = _store(_settings())
+    active = store.active_version()
+    infos = store.list()
+    if as_json:
+        rows = [
+            {
+                "version": i.version,
+                "active": i.version == active,
+                "created_at": i.created_at,
+                "sha256": i.sha256,
+                "metadata": i.metadata,
+            }
+            for i in infos
+        ]
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+        return
+    table = Table("", "version", "created", "type", "as of", "AUC 30 d", "log loss 30 d")
+    for info in infos:
+        report = info.metadata.get("report") or {}
+        model30 = (report.get("validation") or {}).get("model", {}).get("30d", {})
+        table.add_row(
+            "*" if info.version == active else "",
+            info.version,
+            info.created_at,
+            str(info.metadata.get("model_type", "?")),
+            str(info.metadata.get("as_of", "?")),
+            _fmt(model30.get("roc_auc")),
+            _fmt(model30.get("log_loss")),
+        )
+    out.print(table)
+    for problem in store.problems():
+        err.print(f"[yellow]skipped[/] {problem}")
+
+
+@models_app.command("activate")
+def models_activate(
+    version: Annotated[str, typer.Argument(help="Version from `models list`.")],
+) -> None:
+    """Make VERSION the model that scores leads (it is verified first)."""
+    from leadwatch.cli import _settings
+    from leadwatch.prediction.artifacts import ModelFileError
+
+    try:
+        info = _store(_settings()).activate(version)
+    except ModelFileError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"active model: {info.version} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")

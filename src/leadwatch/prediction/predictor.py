@@ -1,0 +1,422 @@
+"""`LeadOutcomePredictor`: train, validate out of time, calibrate, score and explain.
+
+One model gives both horizons (a discrete-time hazard, `model.HazardModel`), so
+P(sold within 14 d) <= P(sold within 30 d) for every lead. Training:
+
+1. split the history by time (`splits.out_of_time_split`): train / calibration / validation;
+2. for each candidate model type, fit on the training slice (labels censored at its end),
+   calibrate on the calibration slice, measure on the validation slice against a naive
+   base-rate baseline; `auto` keeps the type with the lowest validation log loss;
+3. refit the chosen type the same way one slice later (trained up to the validation slice,
+   calibrated on it), so the model that ships has seen the newest closed outcomes. The
+   reported metrics are those of step 2: the same procedure, measured on data it never saw.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from leadwatch.prediction import evaluation, explain, thresholds
+from leadwatch.prediction.artifacts import ModelInfo, ModelStore
+from leadwatch.prediction.calibration import HorizonCalibrator
+from leadwatch.prediction.features import DEFAULT_FEATURES, build_features
+from leadwatch.prediction.frames import from_mapping, latest_time, prepare, sold_within
+from leadwatch.prediction.labels import person_periods
+from leadwatch.prediction.model import MODEL_TYPES, HazardModel
+from leadwatch.prediction.splits import TimeSplit, out_of_time_split
+
+Floats = npt.NDArray[np.float64]
+DEFAULT_LEVELS = {"critical": 0.10, "high": 0.20, "medium": 0.30}
+OUTPUT_COLUMNS = ("sale_probability_14d", "sale_probability_30d", "risk_level", "top_factors")
+
+
+@dataclass
+class _Fitted:
+    """One trained pipeline: hazard model, calibrator, and what explanations compare with."""
+
+    model: HazardModel
+    calibrator: HorizonCalibrator
+    reference: dict[str, Any]
+
+
+@dataclass
+class TrainingReport:
+    model_type: str
+    as_of: str
+    rows: int
+    split: dict[str, Any]
+    slices: dict[str, int]
+    validation: dict[str, Any]
+    candidates: dict[str, float] = field(default_factory=dict)
+    feature_importance: dict[str, float] = field(default_factory=dict)
+    version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model_type": self.model_type,
+            "version": self.version,
+            "as_of": self.as_of,
+            "rows": self.rows,
+            "split": self.split,
+            "slices": self.slices,
+            "validation": self.validation,
+            "candidates_log_loss": self.candidates,
+            "feature_importance": self.feature_importance,
+        }
+
+
+class LeadOutcomePredictor:
+    """P(sale within 14 days) and P(sale within 30 days) for every lead, with risk levels and
+    plain-words factors. Hyperparameters live in ``__init__``; learned state ends in ``_``."""
+
+    version_: str | None = None  # the model file this predictor was loaded from
+
+    def __init__(
+        self,
+        model_type: str = "gradient_boosting",
+        *,
+        features: Sequence[str] = DEFAULT_FEATURES,
+        risk_levels: Mapping[str, float] | None = None,
+        random_state: int | None = 0,
+        n_jobs: int = 1,
+        top_factors: int = 3,
+    ) -> None:
+        if model_type not in (*MODEL_TYPES, "auto"):
+            raise ValueError(
+                f"model_type must be one of {(*MODEL_TYPES, 'auto')}, not {model_type!r}"
+            )
+        self.model_type = model_type
+        self.features = tuple(features)
+        self.risk_levels = dict(risk_levels or DEFAULT_LEVELS)
+        thresholds.validate_levels(
+            self.risk_levels["critical"], self.risk_levels["high"], self.risk_levels["medium"]
+        )
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.top_factors = top_factors
+
+    # --- training ------------------------------------------------------------------------
+
+    def train(self, df: pd.DataFrame, *, as_of: datetime | str | None = None) -> TrainingReport:
+        """Fit on lead history (one row per lead, with created_at, contacted_at, sold_at and
+        the feature columns). ``as_of``: when the history was taken (default: its latest date);
+        a lead whose window is still open then is not counted as a "no sale"."""
+        leads = prepare(df)
+        moment = pd.Timestamp(as_of).tz_localize(None) if as_of is not None else latest_time(leads)
+        split = out_of_time_split(leads["created_at"], moment)
+        created = leads["created_at"]
+        candidates = list(MODEL_TYPES) if self.model_type == "auto" else [self.model_type]
+
+        self.base_rates_ = _base_rates(leads, split)
+        scored: dict[str, tuple[float, evaluation.EvaluationReport, _Fitted]] = {}
+        for model_type in candidates:
+            fitted = self._fit(
+                leads,
+                model_type,
+                train_as_of=split.cal_start,
+                train=split.train_mask(created),
+                calibrate=split.calibration_mask(created),
+                as_of=moment,
+            )
+            report = self._validate(leads, fitted, split, moment)
+            scored[model_type] = (report.model["30d"].log_loss, report, fitted)
+        chosen = min(scored, key=lambda name: scored[name][0])
+        _, report, validated = scored[chosen]
+
+        self.validation_fitted_ = validated
+        importance = self._permutation_importance(leads, validated, split, moment)
+        # Ship the same procedure one slice later: trained up to validation, calibrated on it.
+        self.fitted_ = self._fit(
+            leads,
+            chosen,
+            train_as_of=split.val_start,
+            train=created < split.val_start,
+            calibrate=split.validation_mask(created),
+            as_of=moment,
+        )
+        self.chosen_type_ = chosen
+        self.as_of_ = moment
+        self.report_ = TrainingReport(
+            model_type=chosen,
+            as_of=moment.isoformat(),
+            rows=len(leads),
+            split=split.as_dict(),
+            slices={
+                "train": int(split.train_mask(created).sum()),
+                "calibration": int(split.calibration_mask(created).sum()),
+                "validation": int(split.validation_mask(created).sum()),
+            },
+            validation=report.as_dict(),
+            candidates={name: round(value[0], 5) for name, value in scored.items()},
+            feature_importance=importance,
+        )
+        return self.report_
+
+    def _fit(
+        self,
+        leads: pd.DataFrame,
+        model_type: str,
+        *,
+        train_as_of: pd.Timestamp,
+        train: pd.Series,
+        calibrate: pd.Series,
+        as_of: pd.Timestamp,
+    ) -> _Fitted:
+        past = leads[train]
+        # Training sees the world as it was at train_as_of: later contacts and sales unknown.
+        features = build_features(past, as_of=train_as_of, features=self.features)
+        rows, labels, weights = person_periods(
+            features, past["created_at"], past["sold_at"], train_as_of
+        )
+        model = HazardModel(model_type, random_state=self.random_state, n_jobs=self.n_jobs)  # type: ignore[arg-type]
+        model.fit(rows, labels, weights)
+        later = leads[calibrate]
+        raw = model.predict_proba_horizons(
+            build_features(later, as_of=as_of, features=self.features)
+        )
+        calibrator = HorizonCalibrator().fit(
+            raw[:, 0], sold_within(later, 14), raw[:, 1], sold_within(later, 30)
+        )
+        return _Fitted(model, calibrator, explain.reference_values(features))
+
+    def _validate(
+        self, leads: pd.DataFrame, fitted: _Fitted, split: TimeSplit, as_of: pd.Timestamp
+    ) -> evaluation.EvaluationReport:
+        created = leads["created_at"]
+        newest = leads[split.validation_mask(created)]
+        p14, p30 = self._probabilities(
+            fitted, build_features(newest, as_of=as_of, features=self.features)
+        )
+        base14, base30 = self.base_rates_
+        return evaluation.evaluate_horizons(
+            sold_within(newest, 14),
+            p14,
+            sold_within(newest, 30),
+            p30,
+            base14,
+            base30,
+            split=split.as_dict(),
+        )
+
+    def _permutation_importance(
+        self, leads: pd.DataFrame, fitted: _Fitted, split: TimeSplit, as_of: pd.Timestamp
+    ) -> dict[str, float]:
+        """Rise in validation log loss (30 d) when one feature's values are shuffled."""
+        newest = leads[split.validation_mask(leads["created_at"])]
+        features = build_features(newest, as_of=as_of, features=self.features)
+        y = sold_within(newest, 30)
+        base = evaluation.horizon_metrics(y, self._probabilities(fitted, features)[1]).log_loss
+        rng = np.random.default_rng(self.random_state)
+        importance: dict[str, float] = {}
+        for name in self.features:
+            shuffled = features.copy()
+            columns = ["contact_delay", "contacted"] if name == "contact_delay" else [name]
+            order = rng.permutation(len(shuffled))
+            for column in columns:
+                shuffled[column] = shuffled[column].to_numpy()[order]
+            loss = evaluation.horizon_metrics(y, self._probabilities(fitted, shuffled)[1]).log_loss
+            importance[name] = round(float(loss - base), 5)
+        return dict(sorted(importance.items(), key=lambda item: -item[1]))
+
+    # --- scoring -------------------------------------------------------------------------
+
+    def _probabilities(self, fitted: _Fitted, features: pd.DataFrame) -> tuple[Floats, Floats]:
+        raw = fitted.model.predict_proba_horizons(features)
+        return fitted.calibrator.transform(raw[:, 0], raw[:, 1])
+
+    def _p30(self, features: pd.DataFrame) -> Floats:
+        return self._probabilities(self._fitted(), features)[1]
+
+    def _fitted(self) -> _Fitted:
+        fitted: _Fitted | None = getattr(self, "fitted_", None)
+        if fitted is None:
+            raise RuntimeError("this LeadOutcomePredictor is not trained: call train() or load()")
+        return fitted
+
+    def predict(
+        self, df: pd.DataFrame, *, as_of: datetime | str | None = None, explain_top: bool = True
+    ) -> pd.DataFrame:
+        """The input frame with sale_probability_14d, sale_probability_30d, risk_level and
+        top_factors added. Leads not yet contacted are scored with the hours waited so far."""
+        fitted = self._fitted()
+        leads = prepare(df)
+        moment = pd.Timestamp(as_of).tz_localize(None) if as_of is not None else latest_time(leads)
+        features = build_features(leads, as_of=moment, features=self.features)
+        p14, p30 = self._probabilities(fitted, features)
+        out = df.copy()
+        out["sale_probability_14d"] = np.round(p14, 4)
+        out["sale_probability_30d"] = np.round(p30, 4)
+        out["risk_level"] = thresholds.risk_levels(p30, self.risk_levels)
+        if explain_top:
+            factors = explain.explain(self._p30, features, fitted.reference, top=self.top_factors)
+            out["top_factors"] = ["; ".join(f.text for f in row) for row in factors]
+        else:
+            out["top_factors"] = ""
+        return out
+
+    def predict_one(
+        self, lead: Mapping[str, Any], *, as_of: datetime | str | None = None
+    ) -> dict[str, Any]:
+        """Score one lead (a mapping of column names to values). Adds ``cost_of_waiting`` for a
+        lead nobody has contacted yet: P30 if contacted now versus in one hour."""
+        fitted = self._fitted()
+        leads = from_mapping(lead)
+        moment = (
+            pd.Timestamp(as_of).tz_localize(None)
+            if as_of is not None
+            else pd.Timestamp(datetime.now(UTC)).tz_localize(None)
+        )
+        features = build_features(leads, as_of=moment, features=self.features)
+        p14, p30 = self._probabilities(fitted, features)
+        factors = explain.explain(self._p30, features, fitted.reference, top=self.top_factors)[0]
+        result: dict[str, Any] = {
+            "sale_probability_14d": round(float(p14[0]), 4),
+            "sale_probability_30d": round(float(p30[0]), 4),
+            "risk_level": thresholds.risk_level(float(p30[0]), self.risk_levels),
+            "top_factors": [f.text for f in factors],
+        }
+        if "contacted" in features.columns and features["contacted"].iloc[0] == 0:
+            result["cost_of_waiting"] = explain.cost_of_waiting(self._p30, features)
+        return result
+
+    def evaluate(self, df: pd.DataFrame, *, as_of: datetime | str | None = None) -> dict[str, Any]:
+        """Metrics of the trained model on leads whose 30-day window has closed by ``as_of``."""
+        fitted = self._fitted()
+        leads = prepare(df)
+        moment = pd.Timestamp(as_of).tz_localize(None) if as_of is not None else latest_time(leads)
+        closed = leads[leads["created_at"] <= moment - pd.Timedelta(days=30)]
+        if closed.empty:
+            raise ValueError(
+                "no lead's 30-day window has closed by the as-of date: nothing to score"
+            )
+        p14, p30 = self._probabilities(
+            fitted, build_features(closed, as_of=moment, features=self.features)
+        )
+        base14, base30 = self.base_rates_
+        report = evaluation.evaluate_horizons(
+            sold_within(closed, 14),
+            p14,
+            sold_within(closed, 30),
+            p30,
+            base14,
+            base30,
+            split={"as_of": moment.isoformat(), "leads": len(closed)},
+        )
+        return report.as_dict()
+
+    def optimize_threshold(
+        self,
+        df: pd.DataFrame,
+        *,
+        method: str = "f1",
+        sale_value: float = 2_500.0,
+        escalation_cost: float = 15.0,
+        save_rate: float = 0.1,
+        per_day: float = 20.0,
+        apply: bool = True,
+    ) -> dict[str, Any]:
+        """Choose the escalation threshold on P30 by F1, cost or capacity (escalations a day);
+        with ``apply`` the risk levels are derived from it."""
+        scored = self.predict(df, explain_top=False)
+        leads = prepare(df)
+        p30 = scored["sale_probability_30d"].to_numpy(dtype=np.float64)
+        closed = (leads["created_at"] <= latest_time(leads) - pd.Timedelta(days=30)).to_numpy()
+        if method == "f1":
+            choice = thresholds.by_f1(sold_within(leads[closed], 30), p30[closed])
+        elif method == "cost":
+            choice = thresholds.by_cost(
+                None,
+                p30,
+                sale_value=sale_value,
+                escalation_cost=escalation_cost,
+                save_rate=save_rate,
+            )
+        elif method == "capacity":
+            choice = thresholds.by_capacity(p30, leads["created_at"], per_day=per_day)
+        else:
+            raise ValueError(f"method must be f1, cost or capacity, not {method!r}")
+        result = choice.as_dict()
+        if apply:
+            self.risk_levels = thresholds.risk_levels_from(choice)
+            result["risk_levels"] = dict(self.risk_levels)
+        return result
+
+    def feature_importance(self) -> dict[str, float]:
+        """Permutation importance on the validation slice: rise in 30-day log loss."""
+        if not hasattr(self, "report_"):
+            raise RuntimeError("feature importance comes from training: call train() first")
+        return dict(self.report_.feature_importance)
+
+    # --- model files ---------------------------------------------------------------------
+
+    def save(
+        self, store: ModelStore, *, activate: bool = True, now: datetime | None = None
+    ) -> ModelInfo:
+        fitted = self._fitted()
+        payload = {
+            "model": fitted.model,
+            "calibrator": fitted.calibrator.to_dict(),
+            "reference": fitted.reference,
+            "features": list(self.features),
+            "risk_levels": dict(self.risk_levels),
+            "model_type": self.chosen_type_,
+            "top_factors": self.top_factors,
+            "base_rates": list(self.base_rates_),
+        }
+        metadata = {
+            "model_type": self.chosen_type_,
+            "features": list(self.features),
+            "as_of": self.as_of_.isoformat(),
+            "report": self.report_.as_dict() if hasattr(self, "report_") else None,
+            "python": platform.python_version(),
+        }
+        info = store.save(payload, metadata, now=now or datetime.now(UTC))
+        if activate:
+            store.activate(info.version)
+        if hasattr(self, "report_"):
+            self.report_.version = info.version
+        return info
+
+    @classmethod
+    def load(cls, store: ModelStore, version: str | None = None) -> LeadOutcomePredictor:
+        """The model ``version``, or the active one. The file is verified before it is read."""
+        payload, info = store.load(version)
+        if not isinstance(payload, dict) or "model" not in payload:
+            raise ValueError(f"model {info.version} is not a LeadOutcomePredictor file")
+        predictor = cls(
+            payload["model_type"],
+            features=payload["features"],
+            risk_levels=payload["risk_levels"],
+            top_factors=payload.get("top_factors", 3),
+        )
+        predictor.fitted_ = _Fitted(
+            payload["model"],
+            HorizonCalibrator.from_dict(payload["calibrator"]),
+            payload["reference"],
+        )
+        predictor.chosen_type_ = payload["model_type"]
+        predictor.base_rates_ = tuple(payload["base_rates"])
+        predictor.as_of_ = pd.Timestamp(str(info.metadata.get("as_of")))
+        predictor.version_ = info.version
+        return predictor
+
+
+def _base_rates(leads: pd.DataFrame, split: TimeSplit) -> tuple[float, float]:
+    """The naive baseline: the training slice's observed sale rates, as one constant each."""
+    closed = leads[leads["created_at"] < split.cal_start - pd.Timedelta(days=split.horizon_days)]
+    if closed.empty:
+        return 0.0, 0.0
+    return float(sold_within(closed, 14).mean()), float(sold_within(closed, 30).mean())
+
+
+def default_store(home: Path, secret_key: bytes) -> ModelStore:
+    return ModelStore(home / "models", secret_key)
