@@ -290,6 +290,7 @@ def _run_file_import(
 
         try:
             return run_import(
+                after_store=_intake_scorer(settings),
                 session_factory=factory,
                 records=records,
                 directory=directory,
@@ -302,6 +303,22 @@ def _run_file_import(
             )
         except MappingError as exc:
             raise _fail(f"{file}: {exc}") from None
+
+
+def _intake_scorer(settings: Settings) -> Any:
+    """Scores each chunk's new, open leads with the active model (none active: no scoring)."""
+    from leadwatch.leads.scoring import ActiveModel, model_store, score_safely
+
+    secret = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
+    active = ActiveModel(lambda: model_store(settings.home, secret))
+    if active.get() is None:
+        return None
+
+    def score(db_session: Any, stored: list[Any]) -> None:
+        originals = [s.lead_id for s in stored if s.outcome != "linked"]
+        score_safely(db_session=db_session, lead_ids=originals, active=active, now=_now())
+
+    return score
 
 
 def _csv_records(

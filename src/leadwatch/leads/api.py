@@ -36,6 +36,7 @@ from leadwatch.leads.schemas import (
     RejectedPage,
     RejectedRead,
 )
+from leadwatch.leads.scoring import ActiveModel, score_safely
 
 router = APIRouter(prefix="/api/v1", tags=["leads"], dependencies=[Depends(require_token)])
 
@@ -92,7 +93,8 @@ async def post_leads(
         )
     body = await request.body()
     fmt = "adf" if content_type in XML_TYPES else "json"
-    result = await run_in_threadpool(_ingest_body, body, fmt, settings, factory, clock)
+    active = request.app.state.active_model
+    result = await run_in_threadpool(_ingest_body, body, fmt, settings, factory, clock, active)
     if result.rejected and not (result.imported or result.updated or result.linked):
         code = status.HTTP_422_UNPROCESSABLE_CONTENT
     elif result.imported:
@@ -103,7 +105,7 @@ async def post_leads(
 
 
 def _ingest_body(
-    body: bytes, fmt: str, settings: Settings, factory: Any, clock: Any
+    body: bytes, fmt: str, settings: Settings, factory: Any, clock: Any, active: ActiveModel
 ) -> ImportResult:
     directory = DealershipDirectory(
         default_name=settings.default_dealership, default_timezone=settings.default_timezone
@@ -135,6 +137,9 @@ def _ingest_body(
         lead_service.record_batch_counts(
             db_session=db_session, batch_id=batch.id, counts=counts, finished_at=clock()
         )
+        # Scored at once, in the same unit of work: a lead is never stored without its chance.
+        originals = [s.lead_id for s in stored if s.outcome != "linked"]
+        score_safely(db_session=db_session, lead_ids=originals, active=active, now=clock())
     payload = counts.as_dict()
     payload["leads"] = [
         {

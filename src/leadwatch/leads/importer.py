@@ -62,7 +62,10 @@ def run_import(
     chunk_size: int = 5_000,
     duplicate_window: timedelta = timedelta(hours=72),
     on_chunk: Callable[[ImportCounts], None] | None = None,
+    after_store: Callable[[Session, list[StoredLead]], None] | None = None,
 ) -> ImportCounts:
+    """Store `records` in committed chunks. `after_store` runs inside each chunk's unit of
+    work (intake scores the new leads there)."""
     with unit_of_work(session_factory) as db_session:
         batch_id = lead_service.start_batch(
             db_session=db_session, source=source, fmt=fmt, now=clock()
@@ -78,7 +81,7 @@ def run_import(
         with unit_of_work(session_factory) as db_session:
             if chunks & (chunks - 1) == 0:  # chunks 1, 2, 4, 8...
                 refresh_statistics(db_session)
-            counts, _ = ingest(
+            counts, stored = ingest(
                 db_session=db_session,
                 accepted=accepted,
                 rejected=rejected,
@@ -89,6 +92,8 @@ def run_import(
                 duplicate_window=duplicate_window,
             )
             _merge(total, counts)
+            if after_store is not None:
+                after_store(db_session, stored)
             lead_service.record_batch_counts(
                 db_session=db_session, batch_id=batch_id, counts=total, finished_at=None
             )

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -72,6 +73,14 @@ class Lead(Base):
     lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     comments: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    # The latest score of the active model (open leads are scored on intake).
+    sale_probability_14d: Mapped[float | None] = mapped_column(Float)
+    sale_probability_30d: Mapped[float | None] = mapped_column(Float)
+    risk_level: Mapped[str | None] = mapped_column(String(10), index=True)
+    top_factors: Mapped[list[str] | None] = mapped_column(JSON)
+    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    model_version: Mapped[str | None] = mapped_column(String(40))
 
     # The same shopper arriving again from another portal points at the lead first seen.
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)

@@ -184,6 +184,12 @@ class LeadRead(BaseModel):
     lost_at: datetime | None
     comments: str | None
     duplicate_of_id: int | None
+    sale_probability_14d: float | None = None
+    sale_probability_30d: float | None = None
+    risk_level: str | None = None
+    top_factors: list[str] | None = None
+    scored_at: datetime | None = None
+    model_version: str | None = None
     events: list[EventRead] = Field(default_factory=list)
 
     @field_validator("dealership", mode="before")
@@ -207,6 +213,8 @@ class LeadSummary(BaseModel):
     contacted_at: datetime | None
     sold_at: datetime | None
     duplicate_of_id: int | None
+    sale_probability_30d: float | None = None
+    risk_level: str | None = None
 
 
 class LeadPage(BaseModel):

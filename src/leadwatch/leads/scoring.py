@@ -1,0 +1,203 @@
+"""Scoring stored leads with the active model: on intake, and whenever asked.
+
+The model works on each dealership's local clock (hour of day, weekday and waiting time as
+the store sees them), so leads are turned into local naive times per dealership before they
+are scored "as of now". Only open leads are scored on intake: a lead that has sold or is lost
+needs no risk level, and skipping them keeps history imports fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from leadwatch.leads.models import Dealership, Lead
+from leadwatch.leads.store import IN_BATCH, leads_table
+
+if TYPE_CHECKING:
+    from leadwatch.prediction.artifacts import ModelStore
+    from leadwatch.prediction.predictor import LeadOutcomePredictor
+
+log = logging.getLogger(__name__)
+CLOSED_STATUSES = ("sold", "delivered", "lost")
+
+
+class ActiveModel:
+    """The active model of a store, loaded once and reloaded when another one is activated.
+    Shared by request threads; without an active model, scoring is skipped (and said once)."""
+
+    def __init__(self, store_factory: Callable[[], ModelStore]) -> None:
+        self._store_factory = store_factory
+        self._lock = threading.Lock()
+        self._version: str | None = None
+        self._predictor: LeadOutcomePredictor | None = None
+        self._warned = False
+
+    def get(self) -> LeadOutcomePredictor | None:
+        from leadwatch.prediction.artifacts import ModelFileError
+        from leadwatch.prediction.predictor import LeadOutcomePredictor
+
+        store = self._store_factory()
+        try:
+            version = store.active_version()
+        except ModelFileError as exc:
+            self._warn(f"no model for scoring: {exc}")
+            return None
+        if version is None:
+            self._warn("no active model: leads are stored unscored (run `leadwatch train`)")
+            return None
+        with self._lock:
+            if version != self._version:
+                try:
+                    self._predictor = LeadOutcomePredictor.load(store, version)
+                except ModelFileError as exc:
+                    self._warn(f"active model refused, leads stay unscored: {exc}")
+                    return None
+                self._version = version
+            return self._predictor
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            log.warning(message)
+            self._warned = True
+
+
+def model_store(home: Path, secret: bytes | None) -> ModelStore:
+    from leadwatch.prediction.artifacts import ModelStore, load_or_create_secret
+
+    return ModelStore(home / "models", secret or load_or_create_secret(home / "secret.key"))
+
+
+def score_safely(
+    *,
+    db_session: Session,
+    lead_ids: Sequence[int],
+    active: ActiveModel,
+    now: datetime,
+) -> int:
+    """Intake's scoring: a failing model must not cost the leads, so a failure is logged and
+    the leads stay stored, unscored (a later re-score catches up)."""
+    predictor = active.get()
+    if predictor is None or not lead_ids:
+        return 0
+    try:
+        return score_leads(db_session=db_session, lead_ids=lead_ids, predictor=predictor, now=now)
+    except Exception:  # the model is third-party code on user data: anything can go wrong
+        log.exception("scoring %d new leads failed; they are stored unscored", len(lead_ids))
+        return 0
+
+
+def score_leads(
+    *,
+    db_session: Session,
+    lead_ids: Sequence[int],
+    predictor: LeadOutcomePredictor,
+    now: datetime,
+    only_open: bool = True,
+) -> int:
+    """Score the given leads as of ``now`` and store the scores. Returns how many."""
+    import pandas as pd
+
+    frame = _leads_frame(db_session, lead_ids, only_open=only_open)
+    if frame.empty:
+        return 0
+    rows: list[dict[str, Any]] = []
+    for zone, group in frame.groupby("timezone"):
+        local_now = pd.Timestamp(now.astimezone(ZoneInfo(str(zone))).replace(tzinfo=None))
+        scored = predictor.predict(group.drop(columns=["timezone"]), as_of=local_now)
+        for lead_id, p14, p30, level, factors in zip(
+            scored["id"],
+            scored["sale_probability_14d"],
+            scored["sale_probability_30d"],
+            scored["risk_level"],
+            scored["top_factors"],
+            strict=True,
+        ):
+            rows.append(
+                {
+                    "b_id": int(lead_id),
+                    "sale_probability_14d": float(p14),
+                    "sale_probability_30d": float(p30),
+                    "risk_level": str(level),
+                    "top_factors": [f for f in str(factors).split("; ") if f],
+                    "scored_at": now,
+                    "model_version": predictor.version_,
+                }
+            )
+    names = [name for name in rows[0] if name != "b_id"]
+    statement = (
+        update(leads_table)
+        .where(leads_table.c.id == bindparam("b_id"))
+        .values({name: bindparam(name) for name in names})
+    )
+    db_session.connection().execute(statement, rows)
+    return len(rows)
+
+
+def _leads_frame(db_session: Session, lead_ids: Sequence[int], *, only_open: bool) -> Any:
+    """The leads as the model reads them, times in each dealership's local clock."""
+    import pandas as pd
+
+    columns = [
+        Lead.id,
+        Lead.created_at,
+        Lead.contacted_at,
+        Lead.sold_at,
+        Lead.rep,
+        Lead.vehicle_make,
+        Lead.vehicle_model,
+        Lead.vehicle_price,
+        Lead.lead_source,
+        Dealership.name.label("dealership"),
+        Dealership.timezone.label("timezone"),
+    ]
+    records: list[Any] = []
+    for start in range(0, len(lead_ids), IN_BATCH):
+        query = (
+            select(*columns)
+            .join(Dealership, Lead.dealership_id == Dealership.id)
+            .where(Lead.id.in_(lead_ids[start : start + IN_BATCH]))
+        )
+        if only_open:
+            query = query.where(Lead.status.not_in(CLOSED_STATUSES))
+        records.extend(db_session.execute(query).all())
+    names = [
+        "id",
+        "created_at",
+        "contacted_at",
+        "sold_at",
+        "rep",
+        "vehicle_make",
+        "vehicle_model",
+        "vehicle_price",
+        "lead_source",
+        "dealership",
+        "timezone",
+    ]
+    frame = pd.DataFrame(records, columns=names)
+    for column in ("created_at", "contacted_at", "sold_at"):
+        frame[column] = [
+            _local(value, zone)
+            for value, zone in zip(frame[column], frame["timezone"], strict=True)
+        ]
+        frame[column] = pd.to_datetime(frame[column])
+    frame["vehicle_price"] = pd.to_numeric(frame["vehicle_price"], errors="coerce")
+    return frame
+
+
+def _local(value: datetime | None, zone: str) -> datetime | None:
+    if value is None or pd_isna(value):
+        return None
+    return value.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+
+
+def pd_isna(value: object) -> bool:
+    return value != value  # NaN/NaT are the only values unequal to themselves

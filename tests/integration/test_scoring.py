@@ -1,0 +1,96 @@
+"""Intake scores new open leads with the active model and stores the score."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from typer.testing import CliRunner
+
+from leadwatch import LeadOutcomePredictor
+from leadwatch.app import create_app
+from leadwatch.auth import service as auth_service
+from leadwatch.cli import app as cli_app
+from leadwatch.config import Settings
+from leadwatch.db.engine import make_session_factory, unit_of_work
+from leadwatch.leads.models import Lead
+from leadwatch.leads.scoring import model_store
+from tests.conftest import FIXED_NOW
+from tests.model.history import make_history
+
+
+@pytest.fixture(scope="module")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("model-home")
+    predictor = LeadOutcomePredictor("logistic")
+    predictor.train(make_history(leads=6_000, seed=3, days=365).leads)
+    predictor.save(model_store(home, None))
+    return home
+
+
+@pytest.fixture
+def scored_settings(settings: Settings, model_home: Path) -> Settings:
+    return settings.model_copy(update={"home": model_home})
+
+
+@pytest.fixture
+def client(engine: Engine, scored_settings: Settings) -> Iterator[TestClient]:
+    app = create_app(scored_settings, engine=engine, clock=lambda: FIXED_NOW)
+    with unit_of_work(make_session_factory(engine)) as db_session:
+        _, token = auth_service.create_token(db_session=db_session, name="t", now=FIXED_NOW)
+    with TestClient(app) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token}"
+        yield test_client
+
+
+def test_a_posted_lead_is_scored_at_once(client: TestClient) -> None:
+    lead = {
+        "external_id": "S-1",
+        "created_at": "2025-06-02T09:30:00",
+        "rep": "Unknown Rep",
+        "lead_source": "Facebook",
+        "vehicle": {"make": "Toyota", "model": "Camry"},
+    }
+    response = client.post("/api/v1/leads", json=lead)
+    assert response.status_code == 201
+    stored = client.get(f"/api/v1/leads/{response.json()['leads'][0]['id']}").json()
+    assert 0 < stored["sale_probability_14d"] <= stored["sale_probability_30d"] < 1
+    assert stored["risk_level"] in {"critical", "high", "medium", "low"}
+    assert stored["model_version"] and stored["scored_at"]
+    assert isinstance(stored["top_factors"], list)
+
+
+def test_sold_leads_are_not_scored(client: TestClient) -> None:
+    lead = {
+        "external_id": "S-2",
+        "created_at": "2025-05-02T09:30:00",
+        "events": [{"type": "sold", "occurred_at": "2025-05-04T12:00:00"}],
+    }
+    lead_id = client.post("/api/v1/leads", json=lead).json()["leads"][0]["id"]
+    assert client.get(f"/api/v1/leads/{lead_id}").json()["risk_level"] is None
+
+
+def test_cli_import_scores_open_leads(
+    engine: Engine, scored_settings: Settings, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "open.csv"
+    csv_file.write_text(
+        "lead_id,created_at,rep,lead_source,vehicle_make,vehicle_model,sold_at\n"
+        "O-1,2025-06-01 10:00,Ana Ruiz,Website,Ford,F-150,\n"
+        "O-2,2025-05-01 10:00,Ana Ruiz,Website,Ford,F-150,2025-05-03 10:00\n"
+    )
+    env = {
+        "LEADWATCH_HOME": str(scored_settings.home),
+        "LEADWATCH_DATABASE_URL": scored_settings.resolved_database_url,
+    }
+    result = CliRunner().invoke(cli_app, ["import", str(csv_file), "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["imported"] == 2
+    with unit_of_work(make_session_factory(engine)) as db_session:
+        levels = dict(db_session.execute(select(Lead.external_id, Lead.risk_level)).all())
+    assert levels["O-1"] in {"critical", "high", "medium", "low"}
+    assert levels["O-2"] is None
