@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_import  # noqa: E402
+import bench_predict  # noqa: E402
 
 
 def machine() -> str:
@@ -41,7 +42,9 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the import file")
-    parser.add_argument("--only", default="import", help="comma-separated benchmarks: import")
+    parser.add_argument(
+        "--only", default="import,predict", help="comma-separated benchmarks: import, predict"
+    )
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
 
@@ -49,6 +52,10 @@ def main() -> None:
     if "import" in args.only.split(","):
         results = bench_import.run(args.rows, args.backends.split(","))
         records += bench_import.as_records(results)
+
+    predictions: list[dict[str, object]] = []
+    if "predict" in args.only.split(","):
+        predictions = bench_predict.run(args.rows)
 
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
@@ -66,6 +73,8 @@ def main() -> None:
             f"| {r['benchmark']} | {r['backend']} | {r['rows']:,} | {r['seconds']} "
             f"| {r['rows_per_second']:,} | {r['peak_mb']} MB |"
         )
+    for p in predictions:
+        print(f"- {json.dumps(p)}")
 
 
 if __name__ == "__main__":

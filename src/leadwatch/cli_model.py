@@ -90,6 +90,14 @@ def train_command(
         str | None, typer.Option(help="Comma-separated feature columns (default: the six).")
     ] = None,
     mapping: Annotated[Path | None, typer.Option(help="Column mapping file.")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Column with an explicit 0/1 outcome per lead (0/1, true/false, yes/no): "
+            "predict P(outcome) instead of sales within 14 and 30 days; the leads are split "
+            "by creation time only."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Train on lead history, validate out of time, save and activate the model."""
@@ -108,7 +116,7 @@ def train_command(
         frame = read_leads(data, mapping)
     try:
         with err.status(f"training {model} on {len(frame):,} leads..."):
-            report = predictor.train(frame, as_of=_as_of(as_of))
+            report = predictor.train(frame, as_of=_as_of(as_of), target=target)
     except (HistoryTooShortError, KeyError, ValueError) as exc:
         raise _fail(f"{data}: {exc}") from None
     info = predictor.save(_store(settings))
@@ -121,18 +129,26 @@ def train_command(
 
 
 def _print_report(report: dict[str, Any]) -> None:
+    target = report.get("target")
     out.print(
         f"[bold]{report['model_type']}[/] trained on {report['slices']['train']:,} leads, "
         f"calibrated on {report['slices']['calibration']:,}, validated on "
         f"{report['slices']['validation']:,} newer leads (as of {report['as_of']})"
     )
+    if target:
+        out.print(
+            f"explicit outcome [bold]{target}[/]: P({target} = 1) is in outcome_probability "
+            "and repeated in both sale_probability columns",
+            highlight=False,
+        )
     rows = report["validation"].get("rows") or []
     table = Table("metric", "horizon", "model", "naive baseline", title="Out-of-time validation")
     for metric, horizon, model, baseline in rows:
         table.add_row(str(metric), str(horizon), _fmt(model), _fmt(baseline))
     out.print(table)
     if report.get("candidates_log_loss") and len(report["candidates_log_loss"]) > 1:
-        out.print(f"candidates (validation log loss, 30 d): {report['candidates_log_loss']}")
+        horizon = f"target {target}" if target else "30 d"
+        out.print(f"candidates (validation log loss, {horizon}): {report['candidates_log_loss']}")
     importance = Table("feature", "log-loss rise when shuffled", title="Feature importance")
     for name, value in report.get("feature_importance", {}).items():
         importance.add_row(name, f"{value:+.5f}")
@@ -259,7 +275,9 @@ def models_list(
     table = Table("", "version", "created", "type", "as of", "AUC 30 d", "log loss 30 d")
     for info in infos:
         report = info.metadata.get("report") or {}
-        model30 = (report.get("validation") or {}).get("model", {}).get("30d", {})
+        metrics = (report.get("validation") or {}).get("model", {})
+        # Target-mode models have one "horizon", their outcome: shown in the 30-day columns.
+        model30 = metrics.get("30d") or metrics.get("target") or {}
         table.add_row(
             "*" if info.version == active else "",
             info.version,

@@ -95,6 +95,25 @@ def score_safely(
         return 0
 
 
+def score_open_leads(
+    *, db_session: Session, predictor: LeadOutcomePredictor, now: datetime, batch: int = 5_000
+) -> int:
+    """Re-score every open original lead (after training a new model, say)."""
+    ids = list(
+        db_session.scalars(
+            select(Lead.id).where(
+                Lead.status.not_in(CLOSED_STATUSES), Lead.duplicate_of_id.is_(None)
+            )
+        )
+    )
+    return sum(
+        score_leads(
+            db_session=db_session, lead_ids=ids[i : i + batch], predictor=predictor, now=now
+        )
+        for i in range(0, len(ids), batch)
+    )
+
+
 def score_leads(
     *,
     db_session: Session,

@@ -10,6 +10,14 @@ P(sold within 14 d) <= P(sold within 30 d) for every lead. Training:
 3. refit the chosen type the same way one slice later (trained up to the validation slice,
    calibrated on it), so the model that ships has seen the newest closed outcomes. The
    reported metrics are those of step 2: the same procedure, measured on data it never saw.
+
+Explicit outcome mode (``train(df, target="COL")``): the data carries its own 0/1 outcome per
+lead (bought a car, came to the showroom, ...), so horizons and censoring do not apply. The
+leads are split by creation time only (oldest ~65 % train, next ~15 % calibration, newest
+~20 % validation), the same hazard model is fitted on one period per lead (a constant
+``period`` 0), so its period-0 hazard is P(outcome), and that is calibrated with a single
+horizon map (``calibration.fit_horizon``) and measured against the training base rate under
+the horizon key ``"target"``. Scores keep the usual column names (see ``predict``).
 """
 
 from __future__ import annotations
@@ -27,25 +35,74 @@ import pandas as pd
 
 from leadwatch.prediction import evaluation, explain, thresholds
 from leadwatch.prediction.artifacts import ModelInfo, ModelStore
-from leadwatch.prediction.calibration import HorizonCalibrator
+from leadwatch.prediction.calibration import (
+    PROBABILITY_FLOOR,
+    HorizonCalibrator,
+    HorizonMap,
+    fit_horizon,
+)
 from leadwatch.prediction.features import DEFAULT_FEATURES, build_features
 from leadwatch.prediction.frames import from_mapping, latest_time, prepare, sold_within
-from leadwatch.prediction.labels import person_periods
+from leadwatch.prediction.labels import PERIOD_COLUMN, person_periods
 from leadwatch.prediction.model import MODEL_TYPES, HazardModel
 from leadwatch.prediction.splits import TimeSplit, out_of_time_split
 
 Floats = npt.NDArray[np.float64]
 DEFAULT_LEVELS = {"critical": 0.10, "high": 0.20, "medium": 0.30}
 OUTPUT_COLUMNS = ("sale_probability_14d", "sale_probability_30d", "risk_level", "top_factors")
+OUTCOME_COLUMN = "outcome_probability"  # target mode only: P(target outcome)
+TARGET_HORIZON = "target"  # the single "horizon" of the metrics in target mode
+# Target mode: the oldest 65 % of the leads train, the next 15 % calibrate, the newest 20 %
+# validate.
+TARGET_CAL_START, TARGET_VAL_START = 0.65, 0.80
+_TRUE, _FALSE = frozenset({"1", "1.0", "true", "yes"}), frozenset({"0", "0.0", "false", "no"})
 
 
 @dataclass
 class _Fitted:
-    """One trained pipeline: hazard model, calibrator, and what explanations compare with."""
+    """One trained pipeline: hazard model, calibrator, and what explanations compare with.
+
+    Horizon mode has a ``HorizonCalibrator`` (14 and 30 days); target mode a single
+    ``HorizonMap`` on the period-0 hazard, P(outcome)."""
 
     model: HazardModel
-    calibrator: HorizonCalibrator
+    calibrator: HorizonCalibrator | HorizonMap
     reference: dict[str, Any]
+
+    @property
+    def target_mode(self) -> bool:
+        return isinstance(self.calibrator, HorizonMap)
+
+
+@dataclass(frozen=True)
+class _TargetSplit:
+    """Target mode's slices, by creation time only: [start, cal_start) trains,
+    [cal_start, val_start) calibrates, [val_start, end] validates."""
+
+    start: pd.Timestamp
+    cal_start: pd.Timestamp
+    val_start: pd.Timestamp
+    end: pd.Timestamp
+    as_of: pd.Timestamp
+
+    def train_mask(self, created: pd.Series) -> npt.NDArray[np.bool_]:
+        return (created < self.cal_start).to_numpy(dtype=bool)
+
+    def calibration_mask(self, created: pd.Series) -> npt.NDArray[np.bool_]:
+        return ((created >= self.cal_start) & (created < self.val_start)).to_numpy(dtype=bool)
+
+    def validation_mask(self, created: pd.Series) -> npt.NDArray[np.bool_]:
+        return (created >= self.val_start).to_numpy(dtype=bool)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": "target",
+            "start": self.start.isoformat(),
+            "cal_start": self.cal_start.isoformat(),
+            "val_start": self.val_start.isoformat(),
+            "end": self.end.isoformat(),
+            "as_of": self.as_of.isoformat(),
+        }
 
 
 @dataclass
@@ -59,11 +116,13 @@ class TrainingReport:
     candidates: dict[str, float] = field(default_factory=dict)
     feature_importance: dict[str, float] = field(default_factory=dict)
     version: str | None = None
+    target: str | None = None  # the outcome column in target mode, None in horizon mode
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "model_type": self.model_type,
             "version": self.version,
+            "target": self.target,
             "as_of": self.as_of,
             "rows": self.rows,
             "split": self.split,
@@ -79,6 +138,7 @@ class LeadOutcomePredictor:
     plain-words factors. Hyperparameters live in ``__init__``; learned state ends in ``_``."""
 
     version_: str | None = None  # the model file this predictor was loaded from
+    target_: str | None = None  # the outcome column in target mode, None in horizon mode
 
     def __init__(
         self,
@@ -106,12 +166,26 @@ class LeadOutcomePredictor:
 
     # --- training ------------------------------------------------------------------------
 
-    def train(self, df: pd.DataFrame, *, as_of: datetime | str | None = None) -> TrainingReport:
+    def train(
+        self,
+        df: pd.DataFrame,
+        *,
+        as_of: datetime | str | None = None,
+        target: str | None = None,
+    ) -> TrainingReport:
         """Fit on lead history (one row per lead, with created_at, contacted_at, sold_at and
         the feature columns). ``as_of``: when the history was taken (default: its latest date);
-        a lead whose window is still open then is not counted as a "no sale"."""
+        a lead whose window is still open then is not counted as a "no sale".
+
+        ``target``: the name of a column holding an explicit 0/1 outcome per lead (0/1,
+        "0"/"1", true/false or yes/no; anything else is a ValueError). Then horizons do not
+        apply: the leads are split by creation time only, the model predicts P(outcome) and the
+        validation metrics are reported under the single horizon key ``"target"`` (see the
+        module docstring). ``target_`` remembers the column (None in horizon mode)."""
         leads = prepare(df)
         moment = pd.Timestamp(as_of).tz_localize(None) if as_of is not None else latest_time(leads)
+        if target is not None:
+            return self._train_target(leads, moment, target)
         split = out_of_time_split(leads["created_at"], moment)
         created = leads["created_at"]
         candidates = list(MODEL_TYPES) if self.model_type == "auto" else [self.model_type]
@@ -145,6 +219,7 @@ class LeadOutcomePredictor:
         )
         self.chosen_type_ = chosen
         self.as_of_ = moment
+        self.target_ = None
         self.report_ = TrainingReport(
             model_type=chosen,
             as_of=moment.isoformat(),
@@ -160,6 +235,76 @@ class LeadOutcomePredictor:
             feature_importance=importance,
         )
         return self.report_
+
+    def _train_target(
+        self, leads: pd.DataFrame, moment: pd.Timestamp, target: str
+    ) -> TrainingReport:
+        """Target mode: the same select-then-refit procedure as ``train`` on an explicit
+        outcome, with slices by creation time and no horizons."""
+        if target in self.features:
+            raise ValueError(f"the target column {target!r} cannot also be a feature")
+        outcome = parse_target(leads, target)
+        created = leads["created_at"]
+        split = _target_split(created, moment)
+        train, calibrate = split.train_mask(created), split.calibration_mask(created)
+        validate = split.validation_mask(created)
+        if len(np.unique(outcome[train])) < 2:
+            raise ValueError(
+                f"the training slice (the oldest {TARGET_CAL_START:.0%} of the leads) needs "
+                f"both outcomes of {target!r}, 1 and 0"
+            )
+        # Outcomes are given, not observed over a window: every lead is described as of one
+        # moment, when the history was taken.
+        features = build_features(leads, as_of=moment, features=self.features)
+        base = float(outcome[train].mean())
+        self.base_rates_ = (base, base)
+        candidates = list(MODEL_TYPES) if self.model_type == "auto" else [self.model_type]
+        scored: dict[str, tuple[float, evaluation.EvaluationReport, _Fitted]] = {}
+        for model_type in candidates:
+            fitted = self._fit_target(features, outcome, model_type, train, calibrate)
+            p = self._probabilities(fitted, features[validate])[1]
+            report = _target_report(outcome[validate], p, base, split.as_dict())
+            scored[model_type] = (report.model[TARGET_HORIZON].log_loss, report, fitted)
+        chosen = min(scored, key=lambda name: scored[name][0])
+        _, report, validated = scored[chosen]
+
+        self.validation_fitted_ = validated
+        importance = self._importance(validated, features[validate], outcome[validate])
+        # Ship the same procedure one slice later: trained up to validation, calibrated on it.
+        self.fitted_ = self._fit_target(features, outcome, chosen, train | calibrate, validate)
+        self.chosen_type_ = chosen
+        self.as_of_ = moment
+        self.target_ = target
+        self.report_ = TrainingReport(
+            model_type=chosen,
+            as_of=moment.isoformat(),
+            rows=len(leads),
+            split=split.as_dict(),
+            slices={
+                "train": int(train.sum()),
+                "calibration": int(calibrate.sum()),
+                "validation": int(validate.sum()),
+            },
+            validation=report.as_dict(),
+            candidates={name: round(value[0], 5) for name, value in scored.items()},
+            feature_importance=importance,
+            target=target,
+        )
+        return self.report_
+
+    def _fit_target(
+        self,
+        features: pd.DataFrame,
+        outcome: npt.NDArray[np.int8],
+        model_type: str,
+        train: npt.NDArray[np.bool_],
+        calibrate: npt.NDArray[np.bool_],
+    ) -> _Fitted:
+        past = features[train]
+        model = HazardModel(model_type, random_state=self.random_state, n_jobs=self.n_jobs)  # type: ignore[arg-type]
+        model.fit(_single_period(past), outcome[train])
+        raw = model.predict_hazard(_single_period(features[calibrate]))
+        return _Fitted(model, fit_horizon(raw, outcome[calibrate]), explain.reference_values(past))
 
     def _fit(
         self,
@@ -213,7 +358,13 @@ class LeadOutcomePredictor:
         """Rise in validation log loss (30 d) when one feature's values are shuffled."""
         newest = leads[split.validation_mask(leads["created_at"])]
         features = build_features(newest, as_of=as_of, features=self.features)
-        y = sold_within(newest, 30)
+        return self._importance(fitted, features, sold_within(newest, 30))
+
+    def _importance(
+        self, fitted: _Fitted, features: pd.DataFrame, y: npt.ArrayLike
+    ) -> dict[str, float]:
+        """Rise in log loss of P30 (P(outcome) in target mode) against ``y`` when one
+        feature's values are shuffled."""
         base = evaluation.horizon_metrics(y, self._probabilities(fitted, features)[1]).log_loss
         rng = np.random.default_rng(self.random_state)
         importance: dict[str, float] = {}
@@ -230,8 +381,13 @@ class LeadOutcomePredictor:
     # --- scoring -------------------------------------------------------------------------
 
     def _probabilities(self, fitted: _Fitted, features: pd.DataFrame) -> tuple[Floats, Floats]:
-        raw = fitted.model.predict_proba_horizons(features)
-        return fitted.calibrator.transform(raw[:, 0], raw[:, 1])
+        """Calibrated (P14, P30); in target mode both are P(outcome)."""
+        if isinstance(fitted.calibrator, HorizonMap):
+            raw = fitted.model.predict_hazard(_single_period(features))
+            p = np.clip(fitted.calibrator.apply(raw), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+            return p, p
+        horizons = fitted.model.predict_proba_horizons(features)
+        return fitted.calibrator.transform(horizons[:, 0], horizons[:, 1])
 
     def _p30(self, features: pd.DataFrame) -> Floats:
         return self._probabilities(self._fitted(), features)[1]
@@ -246,13 +402,21 @@ class LeadOutcomePredictor:
         self, df: pd.DataFrame, *, as_of: datetime | str | None = None, explain_top: bool = True
     ) -> pd.DataFrame:
         """The input frame with sale_probability_14d, sale_probability_30d, risk_level and
-        top_factors added. Leads not yet contacted are scored with the hours waited so far."""
+        top_factors added. Leads not yet contacted are scored with the hours waited so far.
+
+        Target mode (trained with ``target=``): there are no horizons, so
+        ``sale_probability_14d`` and ``sale_probability_30d`` BOTH hold P(outcome), the
+        probability of the target column being 1; they keep their names so that everything
+        reading scores works unchanged. An ``outcome_probability`` column (the same value,
+        named for what it is) comes before them; risk levels and factors use it too."""
         fitted = self._fitted()
         leads = prepare(df)
         moment = pd.Timestamp(as_of).tz_localize(None) if as_of is not None else latest_time(leads)
         features = build_features(leads, as_of=moment, features=self.features)
         p14, p30 = self._probabilities(fitted, features)
         out = df.copy()
+        if fitted.target_mode:
+            out[OUTCOME_COLUMN] = np.round(p30, 4)
         out["sale_probability_14d"] = np.round(p14, 4)
         out["sale_probability_30d"] = np.round(p30, 4)
         out["risk_level"] = thresholds.risk_levels(p30, self.risk_levels)
@@ -267,7 +431,10 @@ class LeadOutcomePredictor:
         self, lead: Mapping[str, Any], *, as_of: datetime | str | None = None
     ) -> dict[str, Any]:
         """Score one lead (a mapping of column names to values). Adds ``cost_of_waiting`` for a
-        lead nobody has contacted yet: P30 if contacted now versus in one hour."""
+        lead nobody has contacted yet: P30 if contacted now versus in one hour.
+
+        Target mode: ``outcome_probability`` is P(outcome), repeated in both
+        ``sale_probability_*`` keys (as in ``predict``), and there is no ``cost_of_waiting``."""
         fitted = self._fitted()
         leads = from_mapping(lead)
         moment = (
@@ -284,15 +451,25 @@ class LeadOutcomePredictor:
             "risk_level": thresholds.risk_level(float(p30[0]), self.risk_levels),
             "top_factors": [f.text for f in factors],
         }
+        if fitted.target_mode:
+            return {OUTCOME_COLUMN: result["sale_probability_30d"], **result}
         if "contacted" in features.columns and features["contacted"].iloc[0] == 0:
             result["cost_of_waiting"] = explain.cost_of_waiting(self._p30, features)
         return result
 
     def evaluate(self, df: pd.DataFrame, *, as_of: datetime | str | None = None) -> dict[str, Any]:
-        """Metrics of the trained model on leads whose 30-day window has closed by ``as_of``."""
+        """Metrics of the trained model on leads whose 30-day window has closed by ``as_of``.
+
+        Target mode: on every lead, against its target column, under the key ``"target"``."""
         fitted = self._fitted()
         leads = prepare(df)
         moment = pd.Timestamp(as_of).tz_localize(None) if as_of is not None else latest_time(leads)
+        if fitted.target_mode and self.target_ is not None:
+            outcome = parse_target(leads, self.target_)
+            features = build_features(leads, as_of=moment, features=self.features)
+            split = {"as_of": moment.isoformat(), "leads": len(leads), "target": self.target_}
+            p = self._probabilities(fitted, features)[1]
+            return _target_report(outcome, p, self.base_rates_[1], split).as_dict()
         closed = leads[leads["created_at"] <= moment - pd.Timedelta(days=30)]
         if closed.empty:
             raise ValueError(
@@ -330,7 +507,9 @@ class LeadOutcomePredictor:
         leads = prepare(df)
         p30 = scored["sale_probability_30d"].to_numpy(dtype=np.float64)
         closed = (leads["created_at"] <= latest_time(leads) - pd.Timedelta(days=30)).to_numpy()
-        if method == "f1":
+        if method == "f1" and self.target_ is not None:
+            choice = thresholds.by_f1(parse_target(leads, self.target_), p30)
+        elif method == "f1":
             choice = thresholds.by_f1(sold_within(leads[closed], 30), p30[closed])
         elif method == "cost":
             choice = thresholds.by_cost(
@@ -371,9 +550,11 @@ class LeadOutcomePredictor:
             "model_type": self.chosen_type_,
             "top_factors": self.top_factors,
             "base_rates": list(self.base_rates_),
+            "target": self.target_,
         }
         metadata = {
             "model_type": self.chosen_type_,
+            "target": self.target_,
             "features": list(self.features),
             "as_of": self.as_of_.isoformat(),
             "report": self.report_.as_dict() if hasattr(self, "report_") else None,
@@ -384,6 +565,7 @@ class LeadOutcomePredictor:
             store.activate(info.version)
         if hasattr(self, "report_"):
             self.report_.version = info.version
+        self.version_ = info.version
         return info
 
     @classmethod
@@ -398,11 +580,14 @@ class LeadOutcomePredictor:
             risk_levels=payload["risk_levels"],
             top_factors=payload.get("top_factors", 3),
         )
-        predictor.fitted_ = _Fitted(
-            payload["model"],
-            HorizonCalibrator.from_dict(payload["calibrator"]),
-            payload["reference"],
+        target = payload.get("target")  # files from before target mode have no key
+        calibrator: HorizonCalibrator | HorizonMap = (
+            HorizonMap.from_dict(payload["calibrator"])
+            if target is not None
+            else HorizonCalibrator.from_dict(payload["calibrator"])
         )
+        predictor.fitted_ = _Fitted(payload["model"], calibrator, payload["reference"])
+        predictor.target_ = None if target is None else str(target)
         predictor.chosen_type_ = payload["model_type"]
         predictor.base_rates_ = tuple(payload["base_rates"])
         predictor.as_of_ = pd.Timestamp(str(info.metadata.get("as_of")))
@@ -416,6 +601,77 @@ def _base_rates(leads: pd.DataFrame, split: TimeSplit) -> tuple[float, float]:
     if closed.empty:
         return 0.0, 0.0
     return float(sold_within(closed, 14).mean()), float(sold_within(closed, 30).mean())
+
+
+def parse_target(leads: pd.DataFrame, target: str) -> npt.NDArray[np.int8]:
+    """The 0/1 outcome column ``target`` as int8: accepts 0/1 (numbers or text), booleans,
+    true/false and yes/no (any case, surrounding spaces ignored); anything else, blanks
+    included, is a ValueError naming the column, how many rows and an example."""
+    if target not in leads.columns:
+        raise ValueError(
+            f"the target column {target!r} is not in the data (columns: {list(leads.columns)})"
+        )
+    values = leads[target].astype("object")
+    parsed = values.map(_outcome_value)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        example = values[bad].iloc[0]
+        raise ValueError(
+            f"the target column {target!r} must hold 0/1, true/false or yes/no: "
+            f"{int(bad.sum()):,} of {len(values):,} rows do not, e.g. {example!r}"
+        )
+    return parsed.to_numpy(dtype=np.int8)
+
+
+def _outcome_value(value: object) -> int | None:
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return int(value) if value in (0, 1) else None  # NaN is neither
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return 1 if text in _TRUE else 0 if text in _FALSE else None
+    return None
+
+
+def _target_split(created: pd.Series, as_of: pd.Timestamp) -> _TargetSplit:
+    """Oldest ~65 % of the leads (by creation time) train, next ~15 % calibrate, newest ~20 %
+    validate; leads created at the same moment stay in one slice."""
+    ordered = created.dropna().sort_values()
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("no lead has a creation time: target mode splits by created_at")
+    start, end = pd.Timestamp(ordered.iloc[0]), pd.Timestamp(ordered.iloc[-1])
+    cal_start = pd.Timestamp(ordered.iloc[int(n * TARGET_CAL_START)])
+    val_start = pd.Timestamp(ordered.iloc[int(n * TARGET_VAL_START)])
+    split = _TargetSplit(start, cal_start, val_start, end, as_of)
+    sizes = [int(mask(created).sum()) for mask in (split.train_mask, split.calibration_mask)]
+    sizes.append(int(split.validation_mask(created).sum()))
+    if min(sizes) == 0:
+        raise ValueError(
+            f"{n:,} leads with a creation time cannot be split by time into training, "
+            f"calibration and validation slices (sizes {sizes}): more leads are needed"
+        )
+    return split
+
+
+def _single_period(features: pd.DataFrame) -> pd.DataFrame:
+    """One person-period row per lead, all in period 0: its hazard is P(outcome)."""
+    rows = features.copy()
+    rows[PERIOD_COLUMN] = np.zeros(len(rows), dtype=np.int64)
+    return rows
+
+
+def _target_report(
+    y: npt.ArrayLike, p: Floats, base: float, split: dict[str, Any]
+) -> evaluation.EvaluationReport:
+    """Model and naive baseline (the training base rate) under the one key ``"target"``."""
+    return evaluation.EvaluationReport(
+        model={TARGET_HORIZON: evaluation.horizon_metrics(y, p)},
+        baseline={TARGET_HORIZON: evaluation.baseline_metrics(y, base)},
+        baseline_rates={TARGET_HORIZON: base},
+        split=dict(split),
+    )
 
 
 def default_store(home: Path, secret_key: bytes) -> ModelStore:
