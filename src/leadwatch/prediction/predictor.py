@@ -41,6 +41,7 @@ from leadwatch.prediction.calibration import (
     HorizonMap,
     fit_horizon,
 )
+from leadwatch.prediction.fastpath import FastScorer
 from leadwatch.prediction.features import DEFAULT_FEATURES, build_features
 from leadwatch.prediction.frames import from_mapping, latest_time, prepare, sold_within
 from leadwatch.prediction.labels import PERIOD_COLUMN, person_periods
@@ -436,12 +437,24 @@ class LeadOutcomePredictor:
         Target mode: ``outcome_probability`` is P(outcome), repeated in both
         ``sale_probability_*`` keys (as in ``predict``), and there is no ``cost_of_waiting``."""
         fitted = self._fitted()
-        leads = from_mapping(lead)
         moment = (
             pd.Timestamp(as_of).tz_localize(None)
             if as_of is not None
             else pd.Timestamp(datetime.now(UTC)).tz_localize(None)
         )
+        fast = self._fast_scorer(fitted)
+        quick = fast.score(lead, moment.to_pydatetime()) if fast is not None else None
+        if quick is not None:
+            answer: dict[str, Any] = {
+                "sale_probability_14d": round(quick["p14"], 4),
+                "sale_probability_30d": round(quick["p30"], 4),
+                "risk_level": thresholds.risk_level(quick["p30"], self.risk_levels),
+                "top_factors": quick["top_factors"],
+            }
+            if "cost_of_waiting" in quick:
+                answer["cost_of_waiting"] = quick["cost_of_waiting"]
+            return answer
+        leads = from_mapping(lead)
         features = build_features(leads, as_of=moment, features=self.features)
         p14, p30 = self._probabilities(fitted, features)
         factors = explain.explain(self._p30, features, fitted.reference, top=self.top_factors)[0]
@@ -456,6 +469,26 @@ class LeadOutcomePredictor:
         if "contacted" in features.columns and features["contacted"].iloc[0] == 0:
             result["cost_of_waiting"] = explain.cost_of_waiting(self._p30, features)
         return result
+
+    def _fast_scorer(self, fitted: _Fitted) -> FastScorer | None:
+        """The pandas-free scorer for this model, built once (None where it does not apply)."""
+        cached = getattr(self, "_fast", None)
+        if cached is not None and cached[0] is fitted:
+            return cached[1]  # type: ignore[no-any-return]
+        scorer = (
+            FastScorer.build(
+                fitted.model,
+                fitted.calibrator,
+                fitted.reference,
+                self.features,
+                self.top_factors,
+                target_mode=fitted.target_mode,
+            )
+            if isinstance(fitted.calibrator, HorizonCalibrator)
+            else None
+        )
+        self._fast = (fitted, scorer)
+        return scorer
 
     def evaluate(self, df: pd.DataFrame, *, as_of: datetime | str | None = None) -> dict[str, Any]:
         """Metrics of the trained model on leads whose 30-day window has closed by ``as_of``.
