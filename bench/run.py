@@ -59,6 +59,11 @@ def main() -> None:
 
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
+    previous = out / "latest.json"
+    if previous.exists():  # a partial run (--only) keeps the other benchmarks' last figures
+        earlier = json.loads(previous.read_text())
+        records = records or earlier.get("results", [])
+        predictions = predictions or earlier.get("prediction", [])
     report = {
         "machine": machine(),
         "date": datetime.now(UTC).date().isoformat(),
