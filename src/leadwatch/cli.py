@@ -308,11 +308,16 @@ def _run_file_import(
 def _intake_scorer(settings: Settings) -> Any:
     """Scores each chunk's new, open leads with the active model (none active: no scoring)."""
     from leadwatch.leads.scoring import ActiveModel, model_store, score_safely
+    from leadwatch.prediction.artifacts import ModelFileError
 
     secret = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
-    active = ActiveModel(lambda: model_store(settings.home, secret))
-    if active.get() is None:
+    try:
+        if model_store(settings.home, secret).active_version() is None:
+            return None  # no model yet (a first import): nothing to score with, nothing to say
+    except ModelFileError as exc:
+        err.print(f"[yellow]leads will be stored unscored:[/] {exc}")
         return None
+    active = ActiveModel(lambda: model_store(settings.home, secret))
 
     def score(db_session: Any, stored: list[Any]) -> None:
         originals = [s.lead_id for s in stored if s.outcome != "linked"]
