@@ -141,7 +141,7 @@ def test_horizon_mode_has_no_target() -> None:
     ],
 )
 def test_target_values_accepted(values: list[object], expected: list[int]) -> None:
-    from leadwatch.prediction.predictor import parse_target
+    from leadwatch.prediction.target import parse_target
 
     frame = pd.DataFrame({"outcome": values})
     assert parse_target(frame, "outcome").tolist() == expected

@@ -44,20 +44,25 @@ from leadwatch.prediction.calibration import (
 from leadwatch.prediction.fastpath import FastScorer
 from leadwatch.prediction.features import DEFAULT_FEATURES, build_features
 from leadwatch.prediction.frames import from_mapping, latest_time, prepare, sold_within
-from leadwatch.prediction.labels import PERIOD_COLUMN, person_periods
+from leadwatch.prediction.labels import person_periods
 from leadwatch.prediction.model import MODEL_TYPES, HazardModel
 from leadwatch.prediction.splits import TimeSplit, out_of_time_split
+from leadwatch.prediction.target import (
+    TARGET_CAL_START,
+    TARGET_HORIZON,
+    parse_target,
+    single_period,
+    target_report,
+    target_split,
+)
 
 Floats = npt.NDArray[np.float64]
 DEFAULT_LEVELS = {"critical": 0.10, "high": 0.20, "medium": 0.30}
 IMPORTANCE_SAMPLE = 50_000
 OUTPUT_COLUMNS = ("sale_probability_14d", "sale_probability_30d", "risk_level", "top_factors")
 OUTCOME_COLUMN = "outcome_probability"  # target mode only: P(target outcome)
-TARGET_HORIZON = "target"  # the single "horizon" of the metrics in target mode
 # Target mode: the oldest 65 % of the leads train, the next 15 % calibrate, the newest 20 %
 # validate.
-TARGET_CAL_START, TARGET_VAL_START = 0.65, 0.80
-_TRUE, _FALSE = frozenset({"1", "1.0", "true", "yes"}), frozenset({"0", "0.0", "false", "no"})
 
 
 @dataclass
@@ -74,37 +79,6 @@ class _Fitted:
     @property
     def target_mode(self) -> bool:
         return isinstance(self.calibrator, HorizonMap)
-
-
-@dataclass(frozen=True)
-class _TargetSplit:
-    """Target mode's slices, by creation time only: [start, cal_start) trains,
-    [cal_start, val_start) calibrates, [val_start, end] validates."""
-
-    start: pd.Timestamp
-    cal_start: pd.Timestamp
-    val_start: pd.Timestamp
-    end: pd.Timestamp
-    as_of: pd.Timestamp
-
-    def train_mask(self, created: pd.Series) -> npt.NDArray[np.bool_]:
-        return (created < self.cal_start).to_numpy(dtype=bool)
-
-    def calibration_mask(self, created: pd.Series) -> npt.NDArray[np.bool_]:
-        return ((created >= self.cal_start) & (created < self.val_start)).to_numpy(dtype=bool)
-
-    def validation_mask(self, created: pd.Series) -> npt.NDArray[np.bool_]:
-        return (created >= self.val_start).to_numpy(dtype=bool)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "mode": "target",
-            "start": self.start.isoformat(),
-            "cal_start": self.cal_start.isoformat(),
-            "val_start": self.val_start.isoformat(),
-            "end": self.end.isoformat(),
-            "as_of": self.as_of.isoformat(),
-        }
 
 
 @dataclass
@@ -247,7 +221,7 @@ class LeadOutcomePredictor:
             raise ValueError(f"the target column {target!r} cannot also be a feature")
         outcome = parse_target(leads, target)
         created = leads["created_at"]
-        split = _target_split(created, moment)
+        split = target_split(created, moment)
         train, calibrate = split.train_mask(created), split.calibration_mask(created)
         validate = split.validation_mask(created)
         if len(np.unique(outcome[train])) < 2:
@@ -265,7 +239,7 @@ class LeadOutcomePredictor:
         for model_type in candidates:
             fitted = self._fit_target(features, outcome, model_type, train, calibrate)
             p = self._probabilities(fitted, features[validate])[1]
-            report = _target_report(outcome[validate], p, base, split.as_dict())
+            report = target_report(outcome[validate], p, base, split.as_dict())
             scored[model_type] = (report.model[TARGET_HORIZON].log_loss, report, fitted)
         chosen = min(scored, key=lambda name: scored[name][0])
         _, report, validated = scored[chosen]
@@ -304,8 +278,8 @@ class LeadOutcomePredictor:
     ) -> _Fitted:
         past = features[train]
         model = HazardModel(model_type, random_state=self.random_state, n_jobs=self.n_jobs)  # type: ignore[arg-type]
-        model.fit(_single_period(past), outcome[train])
-        raw = model.predict_hazard(_single_period(features[calibrate]))
+        model.fit(single_period(past), outcome[train])
+        raw = model.predict_hazard(single_period(features[calibrate]))
         return _Fitted(model, fit_horizon(raw, outcome[calibrate]), explain.reference_values(past))
 
     def _fit(
@@ -391,7 +365,7 @@ class LeadOutcomePredictor:
     def _probabilities(self, fitted: _Fitted, features: pd.DataFrame) -> tuple[Floats, Floats]:
         """Calibrated (P14, P30); in target mode both are P(outcome)."""
         if isinstance(fitted.calibrator, HorizonMap):
-            raw = fitted.model.predict_hazard(_single_period(features))
+            raw = fitted.model.predict_hazard(single_period(features))
             p = np.clip(fitted.calibrator.apply(raw), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
             return p, p
         horizons = fitted.model.predict_proba_horizons(features)
@@ -509,7 +483,7 @@ class LeadOutcomePredictor:
             features = build_features(leads, as_of=moment, features=self.features)
             split = {"as_of": moment.isoformat(), "leads": len(leads), "target": self.target_}
             p = self._probabilities(fitted, features)[1]
-            return _target_report(outcome, p, self.base_rates_[1], split).as_dict()
+            return target_report(outcome, p, self.base_rates_[1], split).as_dict()
         closed = leads[leads["created_at"] <= moment - pd.Timedelta(days=30)]
         if closed.empty:
             raise ValueError(
@@ -641,77 +615,6 @@ def _base_rates(leads: pd.DataFrame, split: TimeSplit) -> tuple[float, float]:
     if closed.empty:
         return 0.0, 0.0
     return float(sold_within(closed, 14).mean()), float(sold_within(closed, 30).mean())
-
-
-def parse_target(leads: pd.DataFrame, target: str) -> npt.NDArray[np.int8]:
-    """The 0/1 outcome column ``target`` as int8: accepts 0/1 (numbers or text), booleans,
-    true/false and yes/no (any case, surrounding spaces ignored); anything else, blanks
-    included, is a ValueError naming the column, how many rows and an example."""
-    if target not in leads.columns:
-        raise ValueError(
-            f"the target column {target!r} is not in the data (columns: {list(leads.columns)})"
-        )
-    values = leads[target].astype("object")
-    parsed = values.map(_outcome_value)
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        example = values[bad].iloc[0]
-        raise ValueError(
-            f"the target column {target!r} must hold 0/1, true/false or yes/no: "
-            f"{int(bad.sum()):,} of {len(values):,} rows do not, e.g. {example!r}"
-        )
-    return parsed.to_numpy(dtype=np.int8)
-
-
-def _outcome_value(value: object) -> int | None:
-    if isinstance(value, bool | np.bool_):
-        return int(value)
-    if isinstance(value, int | float | np.integer | np.floating):
-        return int(value) if value in (0, 1) else None  # NaN is neither
-    if isinstance(value, str):
-        text = value.strip().lower()
-        return 1 if text in _TRUE else 0 if text in _FALSE else None
-    return None
-
-
-def _target_split(created: pd.Series, as_of: pd.Timestamp) -> _TargetSplit:
-    """Oldest ~65 % of the leads (by creation time) train, next ~15 % calibrate, newest ~20 %
-    validate; leads created at the same moment stay in one slice."""
-    ordered = created.dropna().sort_values()
-    n = len(ordered)
-    if n == 0:
-        raise ValueError("no lead has a creation time: target mode splits by created_at")
-    start, end = pd.Timestamp(ordered.iloc[0]), pd.Timestamp(ordered.iloc[-1])
-    cal_start = pd.Timestamp(ordered.iloc[int(n * TARGET_CAL_START)])
-    val_start = pd.Timestamp(ordered.iloc[int(n * TARGET_VAL_START)])
-    split = _TargetSplit(start, cal_start, val_start, end, as_of)
-    sizes = [int(mask(created).sum()) for mask in (split.train_mask, split.calibration_mask)]
-    sizes.append(int(split.validation_mask(created).sum()))
-    if min(sizes) == 0:
-        raise ValueError(
-            f"{n:,} leads with a creation time cannot be split by time into training, "
-            f"calibration and validation slices (sizes {sizes}): more leads are needed"
-        )
-    return split
-
-
-def _single_period(features: pd.DataFrame) -> pd.DataFrame:
-    """One person-period row per lead, all in period 0: its hazard is P(outcome)."""
-    rows = features.copy()
-    rows[PERIOD_COLUMN] = np.zeros(len(rows), dtype=np.int64)
-    return rows
-
-
-def _target_report(
-    y: npt.ArrayLike, p: Floats, base: float, split: dict[str, Any]
-) -> evaluation.EvaluationReport:
-    """Model and naive baseline (the training base rate) under the one key ``"target"``."""
-    return evaluation.EvaluationReport(
-        model={TARGET_HORIZON: evaluation.horizon_metrics(y, p)},
-        baseline={TARGET_HORIZON: evaluation.baseline_metrics(y, base)},
-        baseline_rates={TARGET_HORIZON: base},
-        split=dict(split),
-    )
 
 
 def default_store(home: Path, secret_key: bytes) -> ModelStore:
