@@ -84,6 +84,9 @@ def create_app(
         title="LeadWatch",
         version=__version__,
         description="Dealership lead intake, outcome prediction and escalation.",
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
     app.state.settings = settings
     app.state.engine = engine

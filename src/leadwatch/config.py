@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     import_batch_size: int = Field(default=5_000, gt=0, le=100_000)
     duplicate_window_hours: float = Field(default=72.0, gt=0)
+    api_docs: bool = Field(
+        default=True,
+        description="Serve /docs and /openapi.json (no data, but public): turn off in production.",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Signs model files; default: a random key kept in HOME/secret.key.",

@@ -274,3 +274,11 @@ def test_openapi_documents_the_intake(client: TestClient, tmp_path: Path) -> Non
     content = spec["paths"]["/api/v1/leads"]["post"]["requestBody"]["content"]
     assert {"application/json", "application/xml", "application/x-adf+xml"} <= set(content)
     (tmp_path / "openapi.json").write_text(json.dumps(spec))
+
+
+def test_api_docs_can_be_turned_off(engine: Engine, settings: Settings) -> None:
+    closed = create_app(settings.model_copy(update={"api_docs": False}), engine=engine)
+    with TestClient(closed) as client:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert client.get(path).status_code == 404
+        assert client.get("/health").status_code == 200
