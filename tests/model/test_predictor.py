@@ -156,3 +156,9 @@ def test_cli_train_models_and_score(year: History, tmp_path: Path) -> None:
     assert {"sale_probability_14d", "sale_probability_30d", "risk_level"} <= set(frame.columns)
     result = runner.invoke(app, ["models", "activate", "../elsewhere"], env=env)
     assert result.exit_code == 2 and "refused" in result.stderr
+
+
+def test_empty_slices_are_refused_with_the_sizes(year: History) -> None:
+    # as of long after the last lead: the validation window holds no lead at all
+    with pytest.raises(HistoryTooShortError, match="validation"):
+        LeadOutcomePredictor().train(year.leads, as_of="2026-03-01T00:00:00")

@@ -58,6 +58,7 @@ def out_of_time_split(
     validation_fraction: float = 0.2,
     calibration_days: int | None = None,
     min_train_days: int = 30,
+    min_slice_leads: int = 50,
 ) -> TimeSplit:
     """Slices of the history that ends at ``as_of`` (see the module docstring)."""
     horizon = pd.Timedelta(days=horizon_days)
@@ -80,4 +81,18 @@ def out_of_time_split(
             "a gap and validation, each after the one before). Import more history, or train "
             "with --target on data with a known outcome."
         )
-    return TimeSplit(start, cal_start, cal_end, val_start, val_end, as_of, horizon_days)
+    split = TimeSplit(start, cal_start, cal_end, val_start, val_end, as_of, horizon_days)
+    sizes = {
+        "training": int(split.train_mask(created).sum()),
+        "calibration": int(split.calibration_mask(created).sum()),
+        "validation": int(split.validation_mask(created).sum()),
+    }
+    empty = [name for name, size in sizes.items() if size < min_slice_leads]
+    if empty:
+        raise HistoryTooShortError(
+            f"out-of-time slices as of {as_of:%Y-%m-%d}: {sizes} leads; the {', '.join(empty)} "
+            f"slice needs at least {min_slice_leads}. The leads are spread unevenly over the "
+            "history (or the as-of date lies far past the last lead): give --as-of closer to "
+            "the newest leads, or import more history."
+        )
+    return split
