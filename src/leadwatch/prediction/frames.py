@@ -52,11 +52,12 @@ def _datetimes(column: pd.Series, name: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         return column
     text = column.astype("object").where(column.notna(), None)
-    blank = text.astype("string").str.strip().eq("").fillna(False).astype(bool)
-    text = text.where(~blank, None)
+    text = text.where(text != "", None)
     try:  # one ISO form for the whole column is the common case, and ten times faster
         parsed = pd.to_datetime(text, utc=True, format="ISO8601")
     except (ValueError, TypeError):
+        blank = text.astype("string").str.strip().eq("").fillna(False).astype(bool)
+        text = text.where(~blank, None)
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
     bad = parsed.isna() & text.notna()
     if bad.any():
