@@ -189,7 +189,7 @@ def _load(settings: Settings, version: str | None) -> Any:
     from leadwatch.prediction.predictor import LeadOutcomePredictor
 
     try:
-        return LeadOutcomePredictor.load(_store(settings), version)
+        return LeadOutcomePredictor.load(version, store=_store(settings))
     except ModelFileError as exc:
         raise _fail(f"{exc} (train one with `leadwatch train --data FILE`)") from None
 

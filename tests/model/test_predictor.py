@@ -102,7 +102,7 @@ def test_saved_model_scores_identically(
     store = ModelStore(tmp_path / "models", KEY)
     info = trained.save(store)
     assert store.active_version() == info.version
-    loaded = LeadOutcomePredictor.load(store)
+    loaded = LeadOutcomePredictor.load(store=store)
     leads = year.leads.tail(500)
     before = trained.predict(leads, explain_top=False)
     after = loaded.predict(leads, explain_top=False)
@@ -162,3 +162,14 @@ def test_empty_slices_are_refused_with_the_sizes(year: History) -> None:
     # as of long after the last lead: the validation window holds no lead at all
     with pytest.raises(HistoryTooShortError, match="validation"):
         LeadOutcomePredictor().train(year.leads, as_of="2026-03-01T00:00:00")
+
+
+def test_save_and_load_default_to_leadwatch_home(
+    trained: LeadOutcomePredictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADWATCH_HOME", str(tmp_path))
+    info = trained.save()
+    assert info.path.parent == tmp_path / "models"
+    loaded = LeadOutcomePredictor.load()
+    assert loaded.version_ == info.version
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600

@@ -112,7 +112,7 @@ def test_target_mode_save_and_load_round_trip(
     info = predictor.save(store)
     assert info.metadata["target"] == "bought"
     assert info.metadata["report"]["validation"]["model"]["target"]["roc_auc"] > 0.6
-    loaded = LeadOutcomePredictor.load(store)
+    loaded = LeadOutcomePredictor.load(store=store)
     assert loaded.target_ == "bought"
     leads = bought.tail(500)
     pd.testing.assert_frame_equal(predictor.predict(leads), loaded.predict(leads))

@@ -57,7 +57,7 @@ class ActiveModel:
         with self._lock:
             if version != self._version:
                 try:
-                    self._predictor = LeadOutcomePredictor.load(store, version)
+                    self._predictor = LeadOutcomePredictor.load(version, store=store)
                 except ModelFileError as exc:
                     self._warn(f"active model refused, leads stay unscored: {exc}")
                     return None

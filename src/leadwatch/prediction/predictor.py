@@ -26,7 +26,6 @@ import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from leadwatch.prediction import evaluation, explain, thresholds
-from leadwatch.prediction.artifacts import ModelInfo, ModelStore
+from leadwatch.prediction.artifacts import ModelInfo, ModelStore, load_or_create_secret
 from leadwatch.prediction.calibration import (
     PROBABILITY_FLOOR,
     HorizonCalibrator,
@@ -552,8 +551,15 @@ class LeadOutcomePredictor:
     # --- model files ---------------------------------------------------------------------
 
     def save(
-        self, store: ModelStore, *, activate: bool = True, now: datetime | None = None
+        self,
+        store: ModelStore | None = None,
+        *,
+        activate: bool = True,
+        now: datetime | None = None,
     ) -> ModelInfo:
+        """Save as a new version (and make it the active one); default store: the models
+        folder of LEADWATCH_HOME."""
+        store = store or home_store()
         fitted = self._fitted()
         payload = {
             "model": fitted.model,
@@ -583,9 +589,12 @@ class LeadOutcomePredictor:
         return info
 
     @classmethod
-    def load(cls, store: ModelStore, version: str | None = None) -> LeadOutcomePredictor:
-        """The model ``version``, or the active one. The file is verified before it is read."""
-        payload, info = store.load(version)
+    def load(
+        cls, version: str | None = None, *, store: ModelStore | None = None
+    ) -> LeadOutcomePredictor:
+        """The model ``version``, or the active one (None), from ``store`` (default: the
+        models folder of LEADWATCH_HOME). The file is verified before it is read."""
+        payload, info = (store or home_store()).load(version)
         if not isinstance(payload, dict) or "model" not in payload:
             raise ValueError(f"model {info.version} is not a LeadOutcomePredictor file")
         predictor = cls(
@@ -617,5 +626,15 @@ def _base_rates(leads: pd.DataFrame, split: TimeSplit) -> tuple[float, float]:
     return float(sold_within(closed, 14).mean()), float(sold_within(closed, 30).mean())
 
 
-def default_store(home: Path, secret_key: bytes) -> ModelStore:
-    return ModelStore(home / "models", secret_key)
+def home_store() -> ModelStore:
+    """The models folder of LEADWATCH_HOME, signed with LEADWATCH_SECRET_KEY or the key file
+    there: what the CLI and the server use, for calls from Python that name no store."""
+    from leadwatch.config import Settings
+
+    settings = Settings()
+    key = (
+        settings.secret_key.get_secret_value().encode()
+        if settings.secret_key
+        else load_or_create_secret(settings.secret_key_path)
+    )
+    return ModelStore(settings.models_dir, key)
