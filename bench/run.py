@@ -68,6 +68,7 @@ def main() -> None:
         "machine": machine(),
         "date": datetime.now(UTC).date().isoformat(),
         "results": records,
+        "prediction": predictions,
     }
     (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nMachine: {report['machine']}; date: {report['date']}\n")
