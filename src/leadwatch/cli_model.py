@@ -149,10 +149,34 @@ def _print_report(report: dict[str, Any]) -> None:
     if report.get("candidates_log_loss") and len(report["candidates_log_loss"]) > 1:
         horizon = f"target {target}" if target else "30 d"
         out.print(f"candidates (validation log loss, {horizon}): {report['candidates_log_loss']}")
+    _print_reliability(report["validation"], "target" if target else "30d")
     importance = Table("feature", "log-loss rise when shuffled", title="Feature importance")
     for name, value in report.get("feature_importance", {}).items():
         importance.add_row(name, f"{value:+.5f}")
     out.print(importance)
+
+
+def _print_reliability(validation: dict[str, Any], horizon: str) -> None:
+    """Predicted against observed, bin by bin, with bars: calibration at a glance."""
+    bins = (validation.get("model", {}).get(horizon) or {}).get("reliability") or []
+    table = Table(
+        "predicted", "leads", "mean predicted", "observed", "", title=f"Reliability ({horizon})"
+    )
+    for row in bins:
+        if not row.get("count"):
+            continue
+        predicted, observed = row["mean_predicted"], row["observed_rate"]
+        bars = f"[cyan]{'█' * round(predicted * 40)}[/]\n[green]{'█' * round(observed * 40)}[/]"
+        table.add_row(
+            f"{row['bin_lower']:.0%}-{row['bin_upper']:.0%}",
+            f"{row['count']:,}",
+            f"{predicted:.1%}",
+            f"{observed:.1%}",
+            bars,
+        )
+    if table.row_count:
+        out.print(table)
+        out.print("[cyan]█ predicted[/]  [green]█ observed[/]")
 
 
 def _fmt(value: Any) -> str:
