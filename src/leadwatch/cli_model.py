@@ -98,6 +98,21 @@ def train_command(
             "by creation time only."
         ),
     ] = None,
+    threshold: Annotated[
+        str | None,
+        typer.Option(
+            help="Derive the risk levels from a threshold chosen by cost, capacity or f1 "
+            "(default: keep critical 0.10 / high 0.20 / medium 0.30)."
+        ),
+    ] = None,
+    per_day: Annotated[float, typer.Option(help="--threshold capacity: escalations a day.")] = 20.0,
+    sale_value: Annotated[float, typer.Option(help="--threshold cost: value of a sale.")] = 2_500.0,
+    escalation_cost: Annotated[
+        float, typer.Option(help="--threshold cost: cost of one escalation.")
+    ] = 15.0,
+    save_rate: Annotated[
+        float, typer.Option(help="--threshold cost: share of escalated lost sales saved.")
+    ] = 0.1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Train on lead history, validate out of time, save and activate the model."""
@@ -119,12 +134,34 @@ def train_command(
             report = predictor.train(frame, as_of=_as_of(as_of), target=target)
     except (HistoryTooShortError, KeyError, ValueError) as exc:
         raise _fail(f"{data}: {exc}") from None
+    chosen_threshold = None
+    if threshold is not None:
+        try:
+            chosen_threshold = predictor.optimize_threshold(
+                frame,
+                method=threshold,
+                per_day=per_day,
+                sale_value=sale_value,
+                escalation_cost=escalation_cost,
+                save_rate=save_rate,
+            )
+        except ValueError as exc:
+            raise _fail(f"--threshold {threshold}: {exc}") from None
     info = predictor.save(_store(settings))
     result = report.as_dict()
+    result["risk_levels"] = dict(predictor.risk_levels)
+    if chosen_threshold is not None:
+        result["threshold"] = chosen_threshold
     if as_json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")
         return
     _print_report(result)
+    levels = result["risk_levels"]
+    out.print(
+        f"risk levels on P30: critical < {levels['critical']:.3f} <= high < {levels['high']:.3f}"
+        f" <= medium < {levels['medium']:.3f} <= low"
+        + (f" (threshold by {threshold})" if threshold else "")
+    )
     out.print(f"saved and activated model [bold]{info.version}[/] ({info.path})")
 
 

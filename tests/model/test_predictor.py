@@ -141,11 +141,17 @@ def test_cli_train_models_and_score(year: History, tmp_path: Path) -> None:
     env = {"LEADWATCH_HOME": str(tmp_path / "home")}
     runner = CliRunner()
     result = runner.invoke(
-        app, ["train", "--data", str(data), "--model", "logistic", "--json"], env=env
+        app,
+        ["train", "--data", str(data), "--model", "logistic", "--json"]
+        + ["--threshold", "capacity", "--per-day", "5"],
+        env=env,
     )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["model_type"] == "logistic" and report["version"]
+    levels = report["risk_levels"]
+    assert 0 < levels["critical"] < levels["high"] < levels["medium"] < 1
+    assert report["threshold"]["method"] == "capacity"
     listed = json.loads(runner.invoke(app, ["models", "list", "--json"], env=env).stdout)
     assert [m["active"] for m in listed] == [True]
     scored = tmp_path / "scored.csv"

@@ -507,15 +507,17 @@ class LeadOutcomePredictor:
         self,
         df: pd.DataFrame,
         *,
-        method: str = "f1",
+        method: str = "cost",
         sale_value: float = 2_500.0,
         escalation_cost: float = 15.0,
         save_rate: float = 0.1,
         per_day: float = 20.0,
         apply: bool = True,
     ) -> dict[str, Any]:
-        """Choose the escalation threshold on P30 by F1, cost or capacity (escalations a day);
-        with ``apply`` the risk levels are derived from it."""
+        """Choose the escalation threshold on P30 by cost (the default: value of a saved sale
+        against the cost of an escalation), capacity (at most ``per_day`` escalations a day)
+        or F1 (which, most leads not selling, escalates nearly everyone); with ``apply`` the
+        risk levels are derived from it."""
         scored = self.predict(df, explain_top=False)
         leads = prepare(df)
         p30 = scored["sale_probability_30d"].to_numpy(dtype=np.float64)
