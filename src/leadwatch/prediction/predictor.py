@@ -192,24 +192,18 @@ class LeadOutcomePredictor:
             calibrate=split.validation_mask(created),
             as_of=moment,
         )
-        self.chosen_type_ = chosen
-        self.as_of_ = moment
-        self.target_ = None
-        self.report_ = TrainingReport(
-            model_type=chosen,
-            as_of=moment.isoformat(),
-            rows=len(leads),
-            split=split.as_dict(),
-            slices={
-                "train": int(split.train_mask(created).sum()),
-                "calibration": int(split.calibration_mask(created).sum()),
-                "validation": int(split.validation_mask(created).sum()),
-            },
-            validation=report.as_dict(),
-            candidates={name: round(value[0], 5) for name, value in scored.items()},
-            feature_importance=importance,
+        masks = (split.train_mask(created), split.calibration_mask(created))
+        return self._record(
+            chosen,
+            moment,
+            None,
+            len(leads),
+            split.as_dict(),
+            (*masks, split.validation_mask(created)),
+            report,
+            scored,
+            importance,
         )
-        return self.report_
 
     def _train_target(
         self, leads: pd.DataFrame, moment: pd.Timestamp, target: str
@@ -247,14 +241,40 @@ class LeadOutcomePredictor:
         importance = self._importance(validated, features[validate], outcome[validate])
         # Ship the same procedure one slice later: trained up to validation, calibrated on it.
         self.fitted_ = self._fit_target(features, outcome, chosen, train | calibrate, validate)
+        return self._record(
+            chosen,
+            moment,
+            target,
+            len(leads),
+            split.as_dict(),
+            (train, calibrate, validate),
+            report,
+            scored,
+            importance,
+        )
+
+    def _record(
+        self,
+        chosen: str,
+        moment: pd.Timestamp,
+        target: str | None,
+        rows: int,
+        split: dict[str, Any],
+        masks: tuple[Any, Any, Any],
+        report: evaluation.EvaluationReport,
+        scored: Mapping[str, tuple[float, Any, Any]],
+        importance: dict[str, float],
+    ) -> TrainingReport:
+        """What training learned and measured, on the predictor and in its report."""
         self.chosen_type_ = chosen
         self.as_of_ = moment
         self.target_ = target
+        train, calibrate, validate = masks
         self.report_ = TrainingReport(
             model_type=chosen,
             as_of=moment.isoformat(),
-            rows=len(leads),
-            split=split.as_dict(),
+            rows=rows,
+            split=split,
             slices={
                 "train": int(train.sum()),
                 "calibration": int(calibrate.sum()),
