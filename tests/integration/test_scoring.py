@@ -94,3 +94,67 @@ def test_cli_import_scores_open_leads(
         levels = dict(db_session.execute(select(Lead.external_id, Lead.risk_level)).all())
     assert levels["O-1"] in {"critical", "high", "medium", "low"}
     assert levels["O-2"] is None
+
+
+def test_one_by_one_and_batch_scoring_agree(
+    engine: Engine, scored_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from leadwatch.core.leads import Customer, EventType, LeadEventIn, LeadIn, Vehicle
+    from leadwatch.leads import scoring
+    from leadwatch.leads.directory import DealershipDirectory
+    from leadwatch.leads.store import store_leads
+
+    predictor = LeadOutcomePredictor.load(store=model_store(scored_settings.home, None))
+    leads = []
+    for i in range(12):
+        created = FIXED_NOW - timedelta(hours=3 * i + 1)
+        events = (LeadEventIn(EventType.CREATED, created),)
+        if i % 3 == 0:
+            events += (LeadEventIn(EventType.CONTACTED, created + timedelta(minutes=7 * i)),)
+        leads.append(
+            (
+                i + 2,
+                LeadIn(
+                    source_system="t",
+                    external_id=f"B-{i}",
+                    created_at=created,
+                    rep=["Ana Ruiz", None, "New Person"][i % 3],
+                    lead_source=["Website", "Facebook", "Referral", None][i % 4],
+                    vehicles=(Vehicle(make="Toyota", model="Camry"),),
+                    customer=Customer(emails=(f"b{i}@example.com",)),
+                    events=events,
+                ),
+            )
+        )
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as db_session:
+        directory = DealershipDirectory(
+            default_name="Riverside Motors", default_timezone="America/Chicago"
+        )
+        ids = [
+            s.lead_id
+            for s in store_leads(
+                db_session=db_session,
+                leads=leads,
+                directory=directory.load(db_session=db_session),
+                now=FIXED_NOW,
+            )
+        ]
+    results = []
+    for limit in (0, 100):  # 0: always the batch path; 100: always one by one
+        monkeypatch.setattr(scoring, "ONE_BY_ONE", limit)
+        with unit_of_work(factory) as db_session:
+            scoring.score_leads(
+                db_session=db_session, lead_ids=ids, predictor=predictor, now=FIXED_NOW
+            )
+        with unit_of_work(factory) as db_session:
+            results.append(
+                db_session.execute(
+                    select(Lead.sale_probability_30d, Lead.risk_level, Lead.top_factors).order_by(
+                        Lead.id
+                    )
+                ).all()
+            )
+    assert results[0] == results[1]

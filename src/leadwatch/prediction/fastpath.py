@@ -179,7 +179,7 @@ def _text(value: object) -> str | None:
 
 def _naive(value: object) -> datetime | None:
     """As `frames.prepare` reads a time: naive stays, aware becomes naive UTC."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value != value:  # None, NaN and NaT (the only values unequal to self)
         return None
     if isinstance(value, str):
         if not value.strip():
