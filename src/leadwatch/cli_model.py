@@ -281,7 +281,7 @@ def score_command(
         moment = latest_time(prepare(frame.rename(columns=renames))).to_pydatetime()
     with file.open("rb") as handle:  # for the progress bar; quoted line breaks overcount
         total = sum(1 for _ in handle) - 1
-    written = 0
+    needed = _scoring_columns(renames, predictor)
     with Progress(
         TextColumn("[bold]scoring[/]"),
         BarColumn(),
@@ -291,23 +291,108 @@ def score_command(
         disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("leads", total=max(total, 0))
-        chunks = pd.read_csv(
-            file, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=SCORE_CHUNK
-        )
-        for number, chunk in enumerate(chunks):
+
+        def score(chunk: pd.DataFrame) -> pd.DataFrame:
             try:
-                scored = predictor.predict(
+                scored: pd.DataFrame = predictor.predict(
                     chunk.rename(columns=renames), as_of=moment, explain_top=factors
                 )
             except (KeyError, ValueError) as exc:
                 raise _fail(f"{file}: {exc}") from None
-            scored.columns = list(chunk.columns) + list(scored.columns[len(chunk.columns) :])
-            scored.to_csv(
-                out_file, mode="w" if number == 0 else "a", header=number == 0, index=False
-            )
-            written += len(scored)
-            progress.update(task, completed=written)
+            return scored.iloc[:, len(chunk.columns) :]
+
+        written = _score_by_appending(file, out_file, needed, score, progress, task)
+        if written is None:  # records span lines (quoted line breaks) or blank lines: rewrite
+            progress.update(task, completed=0)
+            written = _score_by_rewriting(file, out_file, score, progress, task)
     out.print(f"scored {written:,} leads as of {moment:%Y-%m-%d %H:%M} into {out_file}")
+
+
+def _scoring_columns(renames: dict[str, str], predictor: Any) -> list[str]:
+    """The input columns the model reads (their headings), so the rest is never parsed."""
+    from leadwatch.prediction.frames import TIME_COLUMNS
+
+    wanted = {*TIME_COLUMNS, "rep", "vehicle_make", "vehicle_model", "vehicle_price"}
+    wanted |= {"lead_source", "dealership", *predictor.features}
+    if getattr(predictor, "target_", None):
+        wanted.add(predictor.target_)
+    return [heading for heading, name in renames.items() if name in wanted] + [
+        name for name in predictor.features if name not in renames.values()
+    ]
+
+
+def _score_by_appending(
+    file: Path, out_file: Path, needed: list[str], score: Any, progress: Any, task: Any
+) -> int | None:
+    """Score only the columns the model reads and append the scores to the input's own lines,
+    untouched. Needs one line per record; returns None (output unusable) when that fails."""
+    import pandas as pd
+
+    written = 0
+    with (
+        file.open(encoding="utf-8-sig", newline="") as source,
+        out_file.open("w", encoding="utf-8", newline="") as target,
+    ):
+        header = source.readline().rstrip("\r\n")
+        columns = pd.read_csv(
+            file,
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+            usecols=lambda c: c in needed,
+            chunksize=SCORE_CHUNK,
+        )
+        for number, chunk in enumerate(columns):
+            added = score(chunk)
+            if number == 0:
+                target.write(header + "," + ",".join(_csv_field(c) for c in added.columns) + "\n")
+            for suffix in _csv_suffixes(added):
+                line = source.readline().rstrip("\r\n")
+                if not line.strip():
+                    return None  # a blank line pandas skipped: lines and records part ways
+                target.write(line + suffix)
+            written += len(added)
+            progress.update(task, completed=written)
+        if any(rest.strip() for rest in source):
+            return None  # more lines than records: some record spans lines
+    return written
+
+
+def _score_by_rewriting(file: Path, out_file: Path, score: Any, progress: Any, task: Any) -> int:
+    import pandas as pd
+
+    written = 0
+    chunks = pd.read_csv(
+        file, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=SCORE_CHUNK
+    )
+    for number, chunk in enumerate(chunks):
+        scored = pd.concat([chunk, score(chunk)], axis=1)
+        scored.to_csv(out_file, mode="w" if number == 0 else "a", header=number == 0, index=False)
+        written += len(scored)
+        progress.update(task, completed=written)
+    return written
+
+
+def _csv_suffixes(added: pd.DataFrame) -> list[str]:
+    """ ",v1,v2,...\n" per row, built column-wise (quoting only text that needs it)."""
+    import pandas as pd
+
+    suffix = pd.Series("", index=added.index, dtype=object)
+    for column in added.columns:
+        text = added[column].astype(str)
+        needs_quotes = text.str.contains('[,"\r\n]', regex=True)
+        if needs_quotes.any():
+            quoted = '"' + text.str.replace('"', '""', regex=False) + '"'
+            text = text.where(~needs_quotes, quoted)
+        suffix = suffix + "," + text
+    return (suffix + "\n").tolist()
+
+
+def _csv_field(value: object) -> str:
+    text = "" if value is None else str(value)
+    if any(ch in text for ch in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 @models_app.command("list")

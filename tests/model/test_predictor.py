@@ -179,3 +179,33 @@ def test_save_and_load_default_to_leadwatch_home(
     loaded = LeadOutcomePredictor.load()
     assert loaded.version_ == info.version
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_score_keeps_every_input_line_even_with_quoted_line_breaks(
+    year: History, tmp_path: Path
+) -> None:
+    env = {"LEADWATCH_HOME": str(tmp_path / "home")}
+    runner = CliRunner()
+    data = tmp_path / "history.csv"
+    leads = year.leads.copy()
+    for column in ("created_at", "contacted_at", "sold_at", "lost_at"):
+        leads[column] = leads[column].dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("")
+    leads.to_csv(data, index=False)
+    assert (
+        runner.invoke(app, ["train", "--data", str(data), "--model", "logistic"], env=env).exit_code
+        == 0
+    )
+    sample = leads.tail(50).copy()
+    sample["comments"] = "plain"
+    sample.iloc[3, sample.columns.get_loc("comments")] = 'wants "tint",\nand mats'
+    for name, frame in (("plain", sample.drop(columns=["comments"])), ("quoted", sample)):
+        source, scored = tmp_path / f"{name}.csv", tmp_path / f"{name}.scored.csv"
+        frame.to_csv(source, index=False)
+        result = runner.invoke(app, ["score", str(source), "--out", str(scored)], env=env)
+        assert result.exit_code == 0, result.stderr
+        back = pd.read_csv(scored, dtype=str, keep_default_na=False)
+        assert len(back) == 50
+        original = pd.read_csv(source, dtype=str, keep_default_na=False)
+        pd.testing.assert_frame_equal(back[list(original.columns)], original)
+        assert back["risk_level"].isin(["critical", "high", "medium", "low"]).all()
+        assert back["top_factors"].str.len().gt(0).mean() > 0.5
