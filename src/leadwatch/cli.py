@@ -570,7 +570,7 @@ def demo(
         f"{counts.linked} linked, {counts.rejected} rejected ({history})"
     )
     factory = make_session_factory(_engine(settings))
-    _demo_model(settings, history, factory)
+    _demo_model(settings, history)
     with unit_of_work(factory) as db_session:
         _, token = auth_service.create_token(db_session=db_session, name="demo", now=_now())
     host, port = host or settings.host, port or settings.port
@@ -585,10 +585,9 @@ def demo(
     _serve(settings, host, port)
 
 
-def _demo_model(settings: Settings, history: Path, factory: Any) -> None:
+def _demo_model(settings: Settings, history: Path) -> None:
     """Train the sale-probability model on the demo history and score the open leads."""
-    from leadwatch.cli_model import _store, read_leads
-    from leadwatch.leads.scoring import score_open_leads
+    from leadwatch.cli_model import _rescore, _store, read_leads
     from leadwatch.prediction.predictor import LeadOutcomePredictor
     from leadwatch.prediction.splits import HistoryTooShortError
 
@@ -602,9 +601,7 @@ def _demo_model(settings: Settings, history: Path, factory: Any) -> None:
     info = predictor.save(_store(settings))
     auc = report.validation["model"]["30d"]["roc_auc"]
     out.print(f"model {info.version} trained (validation AUC 30 d: {auc:.3f})")
-    with unit_of_work(factory) as db_session:
-        scored = score_open_leads(db_session=db_session, predictor=predictor, now=_now())
-    out.print(f"scored {scored} open leads")
+    out.print(f"scored {_rescore(settings, predictor)} open leads")
 
 
 def main() -> None:

@@ -113,9 +113,14 @@ def train_command(
     save_rate: Annotated[
         float, typer.Option(help="--threshold cost: share of escalated lost sales saved.")
     ] = 0.1,
+    rescore: Annotated[
+        bool,
+        typer.Option(help="Re-score the open leads in the database with the new model."),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Train on lead history, validate out of time, save and activate the model."""
+    """Train on lead history, validate out of time, save and activate the model, and re-score
+    the open leads in the database with it."""
     from leadwatch.cli import _settings
     from leadwatch.prediction.features import DEFAULT_FEATURES
     from leadwatch.prediction.predictor import LeadOutcomePredictor
@@ -150,6 +155,8 @@ def train_command(
     info = predictor.save(_store(settings))
     result = report.as_dict()
     result["risk_levels"] = dict(predictor.risk_levels)
+    if rescore:
+        result["rescored_open_leads"] = _rescore(settings, predictor)
     if chosen_threshold is not None:
         result["threshold"] = chosen_threshold
     if as_json:
@@ -163,6 +170,19 @@ def train_command(
         + (f" (threshold by {threshold})" if threshold else "")
     )
     out.print(f"saved and activated model [bold]{info.version}[/] ({info.path})")
+    if rescore:
+        out.print(f"re-scored {result['rescored_open_leads']:,} open leads in the database")
+
+
+def _rescore(settings: Settings, predictor: Any) -> int:
+    """Open leads carry the new model's score at once, not only at their next intake."""
+    from leadwatch.cli import _engine, _now
+    from leadwatch.db.engine import make_session_factory, unit_of_work
+    from leadwatch.leads.scoring import score_open_leads
+
+    factory = make_session_factory(_engine(settings))
+    with err.status("re-scoring open leads..."), unit_of_work(factory) as db_session:
+        return score_open_leads(db_session=db_session, predictor=predictor, now=_now())
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -158,3 +158,27 @@ def test_one_by_one_and_batch_scoring_agree(
                 ).all()
             )
     assert results[0] == results[1]
+
+
+def test_training_rescores_the_open_leads(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    env = {
+        "LEADWATCH_HOME": str(tmp_path / "home"),
+        "LEADWATCH_DATABASE_URL": settings.resolved_database_url,
+    }
+    runner = CliRunner()
+    open_lead = tmp_path / "open.csv"
+    open_lead.write_text("lead_id,created_at,lead_source\nR-1,2025-06-01 10:00,Website\n")
+    assert runner.invoke(cli_app, ["import", str(open_lead)], env=env).exit_code == 0
+    history = make_history(leads=6_000, seed=3, days=365).leads
+    for column in ("created_at", "contacted_at", "sold_at", "lost_at"):
+        history[column] = history[column].dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("")
+    data = tmp_path / "history.csv"
+    history.to_csv(data, index=False)
+    result = runner.invoke(cli_app, ["train", "--data", str(data), "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rescored_open_leads"] == 1
+    with unit_of_work(make_session_factory(engine)) as db_session:
+        lead = db_session.scalars(select(Lead).where(Lead.external_id == "R-1")).one()
+    assert lead.risk_level is not None and lead.model_version is not None

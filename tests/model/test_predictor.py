@@ -152,6 +152,7 @@ def test_cli_train_models_and_score(year: History, tmp_path: Path) -> None:
     levels = report["risk_levels"]
     assert 0 < levels["critical"] < levels["high"] < levels["medium"] < 1
     assert report["threshold"]["method"] == "capacity"
+    assert report["rescored_open_leads"] == 0  # a fresh database: nothing to re-score
     listed = json.loads(runner.invoke(app, ["models", "list", "--json"], env=env).stdout)
     assert [m["active"] for m in listed] == [True]
     scored = tmp_path / "scored.csv"
