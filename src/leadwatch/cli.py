@@ -545,7 +545,8 @@ def demo(
         bool, typer.Option("--no-serve", help="Prepare the demo and exit without serving.")
     ] = False,
 ) -> None:
-    """Generate demo history, import it into the embedded database and serve the API."""
+    """Generate demo history, import it into the embedded database, train the model on it,
+    score the open leads and serve the API."""
     from leadwatch.auth import service as auth_service
     from leadwatch.demo.generator import GeneratorConfig, write_history
 
