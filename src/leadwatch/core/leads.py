@@ -65,6 +65,16 @@ _STATUS_FOR_EVENT = {
     EventType.SOLD: LeadStatus.SOLD,
     EventType.DELIVERED: LeadStatus.DELIVERED,
 }
+# The stage times a lead table carries, one per stage event after "created" (and "lost").
+STAGE_TIME_FIELDS: tuple[str, ...] = (
+    "contacted_at",
+    "appointment_at",
+    "test_drive_at",
+    "offer_at",
+    "sold_at",
+    "delivered_at",
+    "lost_at",
+)
 # Any stage past "created" means somebody reached the customer.
 CONTACT_EVENTS = frozenset(STAGE_ORDER[1:])
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from leadwatch.core.leads import STAGE_TIME_FIELDS
+
 CANONICAL_FIELDS: tuple[str, ...] = (
     "lead_id",
     "source_system",
@@ -38,13 +40,7 @@ CANONICAL_FIELDS: tuple[str, ...] = (
     "customer_phone",
     "status",
     "comments",
-    "contacted_at",
-    "appointment_at",
-    "test_drive_at",
-    "offer_at",
-    "sold_at",
-    "delivered_at",
-    "lost_at",
+    *STAGE_TIME_FIELDS,
 )
 REQUIRED_FIELDS: tuple[str, ...] = ("lead_id", "created_at")
 

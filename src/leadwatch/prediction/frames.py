@@ -8,16 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-TIME_COLUMNS = (
-    "created_at",
-    "contacted_at",
-    "appointment_at",
-    "test_drive_at",
-    "offer_at",
-    "sold_at",
-    "delivered_at",
-    "lost_at",
-)
+from leadwatch.core.leads import STAGE_TIME_FIELDS
+
+TIME_COLUMNS = ("created_at", *STAGE_TIME_FIELDS)
 REQUIRED = ("created_at",)
 
 
