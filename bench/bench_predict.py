@@ -51,9 +51,9 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 def single_lead(home: Path, history: pd.DataFrame, calls: int = 5_000) -> dict[str, Any]:
     from leadwatch import LeadOutcomePredictor
-    from leadwatch.leads.scoring import model_store
+    from leadwatch.prediction.artifacts import store_for
 
-    predictor = LeadOutcomePredictor.load(store=model_store(home, None))
+    predictor = LeadOutcomePredictor.load(store=store_for(home, None))
     leads = history.tail(calls).to_dict("records")
     predictor.predict_one(leads[0], as_of="2025-06-30T00:00")  # warm-up
     # Both loops run with the cyclic collector paused (collected before), so that a GC pass
@@ -98,14 +98,14 @@ def single_lead(home: Path, history: pd.DataFrame, calls: int = 5_000) -> dict[s
 def accuracy(home: Path, rows: int) -> dict[str, Any]:
     """AUC and calibration of the active model against the generator's true probabilities."""
     from leadwatch import LeadOutcomePredictor
-    from leadwatch.leads.scoring import model_store
+    from leadwatch.prediction.artifacts import store_for
 
     path = history_file(rows)
     truth = pd.read_csv(path.with_suffix(".truth.csv"))
     leads = pd.read_csv(path, dtype=str, keep_default_na=False)
     closed = truth["sold_within_30d"].notna()
     sample = leads[closed].tail(50_000)
-    predictor = LeadOutcomePredictor.load(store=model_store(home, None))
+    predictor = LeadOutcomePredictor.load(store=store_for(home, None))
     scored = predictor.predict(sample, explain_top=False)
     p30 = scored["sale_probability_30d"].to_numpy()
     true30 = truth.loc[sample.index, "p_sale_30d"].to_numpy()

@@ -17,7 +17,8 @@ from leadwatch.config import Settings
 from leadwatch.db.engine import make_engine, make_session_factory
 from leadwatch.deps import SessionDep
 from leadwatch.leads.api import router as leads_router
-from leadwatch.leads.scoring import ActiveModel, model_store
+from leadwatch.leads.scoring import ActiveModel
+from leadwatch.prediction.artifacts import store_for
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,9 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.clock = clock
-    secret = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
-    app.state.active_model = ActiveModel(lambda: model_store(settings.home, secret))
+    app.state.active_model = ActiveModel(
+        lambda: store_for(settings.home, settings.secret_key_value)
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(Exception)

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -29,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 
 from leadwatch import __version__
 from leadwatch.cli_model import evaluate_command, models_app, score_command, train_command
+from leadwatch.cli_support import err, fail, load_settings, now, out
 from leadwatch.config import Settings
 from leadwatch.core.leads import RejectedRecord
 from leadwatch.db.engine import make_engine, make_session_factory, unit_of_work
@@ -55,30 +54,6 @@ app.command("score")(score_command)
 # than this is refused with a clear error rather than read into memory.
 ADF_FILE_LIMIT = 100 * 1024 * 1024
 
-out = Console()
-err = Console(stderr=True)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"LEADWATCH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise _fail(f"invalid settings: {problems}") from None
-
-
 _engines: list[Engine] = []
 
 
@@ -102,9 +77,9 @@ def _engine(settings: Settings, *, upgrade_embedded: bool = True) -> Engine:
         if settings.is_embedded and upgrade_embedded:
             upgrade(engine)
         elif current_revision(engine) != head_revision(engine):
-            raise _fail("the database schema is not up to date: run `leadwatch db upgrade` first")
+            raise fail("the database schema is not up to date: run `leadwatch db upgrade` first")
     except OperationalError as exc:
-        raise _fail(f"cannot reach the database: {exc.orig}") from None
+        raise fail(f"cannot reach the database: {exc.orig}") from None
     return engine
 
 
@@ -125,19 +100,19 @@ def _root(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
-    settings = _settings()
+    settings = load_settings()
     engine = _new_engine(settings)
     try:
         upgrade(engine, revision)
     except OperationalError as exc:
-        raise _fail(f"cannot reach the database: {exc.orig}") from None
+        raise fail(f"cannot reach the database: {exc.orig}") from None
     out.print(f"database at revision {current_revision(engine)} ({engine.url.render_as_string()})")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Show the database's revision and the newest one this version knows."""
-    engine = _new_engine(_settings())
+    engine = _new_engine(load_settings())
     out.print(f"current: {current_revision(engine)}  head: {head_revision(engine)}")
 
 
@@ -186,14 +161,14 @@ def import_command(
     """Import leads from a CSV export or an ADF/XML file. Idempotent: importing the same file
     again updates leads and never duplicates them. Rejected rows are quarantined with their
     reasons (list them with `leadwatch import --rejected`)."""
-    settings = _settings()
+    settings = load_settings()
     if rejected:
         _list_rejected(settings, limit=limit, as_json=as_json)
         return
     if file is None:
-        raise _fail("give a FILE to import, or --rejected to list quarantined records")
+        raise fail("give a FILE to import, or --rejected to list quarantined records")
     if not file.is_file():
-        raise _fail(f"{file}: no such file")
+        raise fail(f"{file}: no such file")
     counts = _run_file_import(
         settings,
         file,
@@ -247,7 +222,7 @@ def _run_file_import(
     try:
         user_mapping = load_mapping_file(mapping) if mapping else None
     except (MappingError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
     progress = Progress(
         TextColumn("[bold]importing[/] {task.description}"),
@@ -271,7 +246,7 @@ def _run_file_import(
                     max_bytes=ADF_FILE_LIMIT,
                 )
             except AdfDocumentError as exc:
-                raise _fail(f"{file}: {exc}") from None
+                raise fail(f"{file}: {exc}") from None
             records: Iterator[Any] = iter([*parsed.leads, *parsed.rejected])
             fmt = "adf"
         else:
@@ -296,32 +271,31 @@ def _run_file_import(
                 directory=directory,
                 source=source,
                 fmt=fmt,
-                clock=_now,
+                clock=now,
                 chunk_size=settings.import_batch_size,
                 duplicate_window=window,
                 on_chunk=on_chunk,
             )
         except MappingError as exc:
-            raise _fail(f"{file}: {exc}") from None
+            raise fail(f"{file}: {exc}") from None
 
 
 def _intake_scorer(settings: Settings) -> Any:
     """Scores each chunk's new, open leads with the active model (none active: no scoring)."""
-    from leadwatch.leads.scoring import ActiveModel, model_store, score_safely
-    from leadwatch.prediction.artifacts import ModelFileError
+    from leadwatch.leads.scoring import ActiveModel, score_safely
+    from leadwatch.prediction.artifacts import ModelFileError, store_for
 
-    secret = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
     try:
-        if model_store(settings.home, secret).active_version() is None:
+        if store_for(settings.home, settings.secret_key_value).active_version() is None:
             return None  # no model yet (a first import): nothing to score with, nothing to say
     except ModelFileError as exc:
         err.print(f"[yellow]leads will be stored unscored:[/] {exc}")
         return None
-    active = ActiveModel(lambda: model_store(settings.home, secret))
+    active = ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
 
     def score(db_session: Any, stored: list[Any]) -> None:
         originals = [s.lead_id for s in stored if s.outcome != "linked"]
-        score_safely(db_session=db_session, lead_ids=originals, active=active, now=_now())
+        score_safely(db_session=db_session, lead_ids=originals, active=active, now=now())
 
     return score
 
@@ -344,7 +318,7 @@ def _csv_records(
             newline="",
         )
     except LookupError:
-        raise _fail(f"unknown encoding {encoding!r} (try utf-8, cp1252, latin-1)") from None
+        raise fail(f"unknown encoding {encoding!r} (try utf-8, cp1252, latin-1)") from None
     for item in read_csv_leads(
         text,
         source_system=source_system,
@@ -409,7 +383,7 @@ def generate_command(
     from leadwatch.demo.generator import GeneratorConfig, write_history
 
     truth = truth or out_file.with_suffix(".truth.csv")
-    end_at = (end.replace(tzinfo=end.tzinfo or UTC) if end else _now()).astimezone(UTC)
+    end_at = (end.replace(tzinfo=end.tzinfo or UTC) if end else now()).astimezone(UTC)
     config = GeneratorConfig(leads=leads, seed=seed, end=end_at, days=days)
     with Progress(
         TextColumn("[bold]generating[/]"),
@@ -435,9 +409,9 @@ def token_create(name: Annotated[str, typer.Argument(help="What the token is for
     """Create an API token. It is printed once; only its hash is stored."""
     from leadwatch.auth import service as auth_service
 
-    factory = make_session_factory(_engine(_settings()))
+    factory = make_session_factory(_engine(load_settings()))
     with unit_of_work(factory) as db_session:
-        row, token = auth_service.create_token(db_session=db_session, name=name, now=_now())
+        row, token = auth_service.create_token(db_session=db_session, name=name, now=now())
         token_id = row.id
     out.print(f"token {token_id} ({name}): {token}", highlight=False)
     err.print("store it now: it cannot be shown again")
@@ -448,7 +422,7 @@ def token_list() -> None:
     """List API tokens (never the tokens themselves)."""
     from leadwatch.auth import service as auth_service
 
-    factory = make_session_factory(_engine(_settings()))
+    factory = make_session_factory(_engine(load_settings()))
     table = Table("id", "name", "prefix", "created", "last used", "revoked")
     with unit_of_work(factory) as db_session:
         for row in auth_service.list_tokens(db_session=db_session):
@@ -470,11 +444,11 @@ def token_revoke(
     """Revoke an API token at once."""
     from leadwatch.auth import service as auth_service
 
-    factory = make_session_factory(_engine(_settings()))
+    factory = make_session_factory(_engine(load_settings()))
     with unit_of_work(factory) as db_session:
-        found = auth_service.revoke_token(db_session=db_session, token_id=token_id, now=_now())
+        found = auth_service.revoke_token(db_session=db_session, token_id=token_id, now=now())
     if not found:
-        raise _fail(f"no token with id {token_id}")
+        raise fail(f"no token with id {token_id}")
     out.print(f"token {token_id} revoked")
 
 
@@ -488,14 +462,14 @@ def dealership_set(
 
     from leadwatch.leads import service as lead_service
 
-    factory = make_session_factory(_engine(_settings()))
+    factory = make_session_factory(_engine(load_settings()))
     try:
         with unit_of_work(factory) as db_session:
             lead_service.set_dealership_timezone(
                 db_session=db_session, name=name, timezone=timezone
             )
     except (ZoneInfoNotFoundError, ValueError):
-        raise _fail(f"unknown IANA time zone {timezone!r} (e.g. America/Denver)") from None
+        raise fail(f"unknown IANA time zone {timezone!r} (e.g. America/Denver)") from None
     out.print(f"{name}: {timezone}")
 
 
@@ -504,7 +478,7 @@ def dealership_list() -> None:
     """List dealerships and their time zones."""
     from leadwatch.leads import service as lead_service
 
-    factory = make_session_factory(_engine(_settings()))
+    factory = make_session_factory(_engine(load_settings()))
     table = Table("id", "name", "time zone")
     with unit_of_work(factory) as db_session:
         for dealer in lead_service.list_dealerships(db_session=db_session):
@@ -521,7 +495,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
 ) -> None:
     """Serve the API (and, as later parts land, the web pages and the dispatcher)."""
-    settings = _settings()
+    settings = load_settings()
     _serve(settings, host or settings.host, port or settings.port)
 
 
@@ -550,11 +524,11 @@ def demo(
     from leadwatch.auth import service as auth_service
     from leadwatch.demo.generator import GeneratorConfig, write_history
 
-    settings = _settings()
+    settings = load_settings()
     demo_dir = settings.home / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     history, truth = demo_dir / "history.csv", demo_dir / "history.truth.csv"
-    config = GeneratorConfig(leads=leads, seed=seed, end=_now())
+    config = GeneratorConfig(leads=leads, seed=seed, end=now())
     with err.status("generating demo history..."):
         write_history(config, history, truth)
     counts = _run_file_import(
@@ -573,7 +547,7 @@ def demo(
     factory = make_session_factory(_engine(settings))
     _demo_model(settings, history)
     with unit_of_work(factory) as db_session:
-        _, token = auth_service.create_token(db_session=db_session, name="demo", now=_now())
+        _, token = auth_service.create_token(db_session=db_session, name="demo", now=now())
     host, port = host or settings.host, port or settings.port
     out.print(f"API token for the demo: [bold]{token}[/]", highlight=False)
     out.print(

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from leadwatch.cli_support import err, fail, out
 from leadwatch.config import Settings
 
 if TYPE_CHECKING:
@@ -24,25 +24,13 @@ if TYPE_CHECKING:
 models_app = typer.Typer(
     help="Trained model files: list them, choose the active one.", no_args_is_help=True
 )
-out = Console()
-err = Console(stderr=True)
 SCORE_CHUNK = 100_000
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(2)
-
-
 def _store(settings: Settings) -> ModelStore:
-    from leadwatch.prediction.artifacts import ModelStore, load_or_create_secret
+    from leadwatch.prediction.artifacts import store_for
 
-    key = (
-        settings.secret_key.get_secret_value().encode()
-        if settings.secret_key
-        else load_or_create_secret(settings.secret_key_path)
-    )
-    return ModelStore(settings.models_dir, key)
+    return store_for(settings.home, settings.secret_key_value)
 
 
 def _canonical_columns(path: Path, mapping: Path | None) -> dict[str, str]:
@@ -54,7 +42,7 @@ def _canonical_columns(path: Path, mapping: Path | None) -> dict[str, str]:
     try:
         columns = resolve_header(header, load_mapping_file(mapping) if mapping else None)
     except MappingError as exc:
-        raise _fail(f"{path}: {exc}") from None
+        raise fail(f"{path}: {exc}") from None
     return {header[index]: name for name, index in columns.fields.items()}
 
 
@@ -62,7 +50,7 @@ def read_leads(path: Path, mapping: Path | None = None, **kwargs: Any) -> pd.Dat
     import pandas as pd
 
     if not path.is_file():
-        raise _fail(f"{path}: no such file")
+        raise fail(f"{path}: no such file")
     renames = _canonical_columns(path, mapping)
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", **kwargs)
     renamed: pd.DataFrame = frame.rename(columns=renames)
@@ -75,7 +63,7 @@ def _as_of(value: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        raise _fail(f"--as-of {value!r} is not an ISO 8601 date (e.g. 2025-06-30T00:00)") from None
+        raise fail(f"--as-of {value!r} is not an ISO 8601 date (e.g. 2025-06-30T00:00)") from None
 
 
 def train_command(
@@ -121,24 +109,24 @@ def train_command(
 ) -> None:
     """Train on lead history, validate out of time, save and activate the model, and re-score
     the open leads in the database with it."""
-    from leadwatch.cli import _settings
+    from leadwatch.cli_support import load_settings
     from leadwatch.prediction.features import DEFAULT_FEATURES
     from leadwatch.prediction.predictor import LeadOutcomePredictor
     from leadwatch.prediction.splits import HistoryTooShortError
 
-    settings = _settings()
+    settings = load_settings()
     chosen = tuple(f.strip() for f in features.split(",")) if features else DEFAULT_FEATURES
     try:
         predictor = LeadOutcomePredictor(model, features=chosen, n_jobs=2)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     with err.status(f"reading {data}..."):
         frame = read_leads(data, mapping)
     try:
         with err.status(f"training {model} on {len(frame):,} leads..."):
             report = predictor.train(frame, as_of=_as_of(as_of), target=target)
     except (HistoryTooShortError, KeyError, ValueError) as exc:
-        raise _fail(f"{data}: {exc}") from None
+        raise fail(f"{data}: {exc}") from None
     chosen_threshold = None
     if threshold is not None:
         try:
@@ -151,7 +139,7 @@ def train_command(
                 save_rate=save_rate,
             )
         except ValueError as exc:
-            raise _fail(f"--threshold {threshold}: {exc}") from None
+            raise fail(f"--threshold {threshold}: {exc}") from None
     info = predictor.save(_store(settings))
     result = report.as_dict()
     result["risk_levels"] = dict(predictor.risk_levels)
@@ -176,13 +164,14 @@ def train_command(
 
 def _rescore(settings: Settings, predictor: Any) -> int:
     """Open leads carry the new model's score at once, not only at their next intake."""
-    from leadwatch.cli import _engine, _now
+    from leadwatch.cli import _engine
+    from leadwatch.cli_support import now
     from leadwatch.db.engine import make_session_factory, unit_of_work
     from leadwatch.leads.scoring import score_open_leads
 
     factory = make_session_factory(_engine(settings))
     with err.status("re-scoring open leads..."), unit_of_work(factory) as db_session:
-        return score_open_leads(db_session=db_session, predictor=predictor, now=_now())
+        return score_open_leads(db_session=db_session, predictor=predictor, now=now())
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -248,14 +237,14 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Measure a saved model on leads whose 30-day window has closed."""
-    from leadwatch.cli import _settings
+    from leadwatch.cli_support import load_settings
 
-    predictor = _load(_settings(), version)
+    predictor = _load(load_settings(), version)
     frame = read_leads(data, mapping)
     try:
         report = predictor.evaluate(frame, as_of=_as_of(as_of))
     except (KeyError, ValueError) as exc:
-        raise _fail(f"{data}: {exc}") from None
+        raise fail(f"{data}: {exc}") from None
     if as_json:
         sys.stdout.write(json.dumps(report, default=str) + "\n")
         return
@@ -272,7 +261,7 @@ def _load(settings: Settings, version: str | None) -> Any:
     try:
         return LeadOutcomePredictor.load(version, store=_store(settings))
     except ModelFileError as exc:
-        raise _fail(f"{exc} (train one with `leadwatch train --data FILE`)") from None
+        raise fail(f"{exc} (train one with `leadwatch train --data FILE`)") from None
 
 
 def score_command(
@@ -289,10 +278,10 @@ def score_command(
     top_factors to --out, in chunks (any file size)."""
     import pandas as pd
 
-    from leadwatch.cli import _settings
+    from leadwatch.cli_support import load_settings
     from leadwatch.prediction.frames import latest_time, prepare
 
-    predictor = _load(_settings(), version)
+    predictor = _load(load_settings(), version)
     renames = _canonical_columns(file, mapping)
     moment = _as_of(as_of)
     if moment is None:  # one pass over the time columns only: the file's latest date
@@ -318,7 +307,7 @@ def score_command(
                     chunk.rename(columns=renames), as_of=moment, explain_top=factors
                 )
             except (KeyError, ValueError) as exc:
-                raise _fail(f"{file}: {exc}") from None
+                raise fail(f"{file}: {exc}") from None
             return scored.iloc[:, len(chunk.columns) :]
 
         written = _score_by_appending(file, out_file, needed, score, progress, task)
@@ -420,9 +409,9 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Saved models, newest first; the active one is marked."""
-    from leadwatch.cli import _settings
+    from leadwatch.cli_support import load_settings
 
-    store = _store(_settings())
+    store = _store(load_settings())
     active = store.active_version()
     infos = store.list()
     if as_json:
@@ -463,11 +452,11 @@ def models_activate(
     version: Annotated[str, typer.Argument(help="Version from `models list`.")],
 ) -> None:
     """Make VERSION the model that scores leads (it is verified first)."""
-    from leadwatch.cli import _settings
+    from leadwatch.cli_support import load_settings
     from leadwatch.prediction.artifacts import ModelFileError
 
     try:
-        info = _store(_settings()).activate(version)
+        info = _store(load_settings()).activate(version)
     except ModelFileError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(f"active model: {info.version} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")

@@ -60,5 +60,5 @@ class Settings(BaseSettings):
         return self.home / "models"
 
     @property
-    def secret_key_path(self) -> Path:
-        return self.home / "secret.key"
+    def secret_key_value(self) -> str | None:
+        return self.secret_key.get_secret_value() if self.secret_key else None

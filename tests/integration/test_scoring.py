@@ -18,7 +18,7 @@ from leadwatch.cli import app as cli_app
 from leadwatch.config import Settings
 from leadwatch.db.engine import make_session_factory, unit_of_work
 from leadwatch.leads.models import Lead
-from leadwatch.leads.scoring import model_store
+from leadwatch.prediction.artifacts import store_for
 from tests.conftest import FIXED_NOW
 from tests.model.history import make_history
 
@@ -28,7 +28,7 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("model-home")
     predictor = LeadOutcomePredictor("logistic")
     predictor.train(make_history(leads=6_000, seed=3, days=365).leads)
-    predictor.save(model_store(home, None))
+    predictor.save(store_for(home, None))
     return home
 
 
@@ -106,7 +106,7 @@ def test_one_by_one_and_batch_scoring_agree(
     from leadwatch.leads.directory import DealershipDirectory
     from leadwatch.leads.store import store_leads
 
-    predictor = LeadOutcomePredictor.load(store=model_store(scored_settings.home, None))
+    predictor = LeadOutcomePredictor.load(store=store_for(scored_settings.home, None))
     leads = []
     for i in range(12):
         created = FIXED_NOW - timedelta(hours=3 * i + 1)

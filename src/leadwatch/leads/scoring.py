@@ -12,7 +12,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -70,12 +69,6 @@ class ActiveModel:
         if not self._warned:
             log.warning(message)
             self._warned = True
-
-
-def model_store(home: Path, secret: bytes | None) -> ModelStore:
-    from leadwatch.prediction.artifacts import ModelStore, load_or_create_secret
-
-    return ModelStore(home / "models", secret or load_or_create_secret(home / "secret.key"))
 
 
 def score_safely(

@@ -313,6 +313,13 @@ class ModelStore:
 # ---- secret key -----------------------------------------------------------------------------
 
 
+def store_for(home: Path, secret: str | None) -> ModelStore:
+    """The models folder of a LeadWatch home, signed with ``secret`` (LEADWATCH_SECRET_KEY)
+    or, without one, with the key kept in ``home/secret.key``."""
+    key = secret.encode() if secret else load_or_create_secret(home / "secret.key")
+    return ModelStore(home / "models", key)
+
+
 def load_or_create_secret(path: Path) -> bytes:
     """The model signing key stored at ``path``; created (mode 0o600) on first use."""
     path = Path(path)

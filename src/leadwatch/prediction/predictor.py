@@ -33,7 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from leadwatch.prediction import evaluation, explain, thresholds
-from leadwatch.prediction.artifacts import ModelInfo, ModelStore, load_or_create_secret
+from leadwatch.prediction.artifacts import ModelInfo, ModelStore, store_for
 from leadwatch.prediction.calibration import (
     PROBABILITY_FLOOR,
     HorizonCalibrator,
@@ -654,9 +654,4 @@ def home_store() -> ModelStore:
     from leadwatch.config import Settings
 
     settings = Settings()
-    key = (
-        settings.secret_key.get_secret_value().encode()
-        if settings.secret_key
-        else load_or_create_secret(settings.secret_key_path)
-    )
-    return ModelStore(settings.models_dir, key)
+    return store_for(settings.home, settings.secret_key_value)
