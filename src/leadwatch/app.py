@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +18,12 @@ from leadwatch import __version__
 from leadwatch.config import Settings
 from leadwatch.db.engine import make_engine, make_session_factory
 from leadwatch.deps import SessionDep
+from leadwatch.escalations.api import router as escalations_router
+from leadwatch.escalations.jobs import EscalationRunner, RuntimeSource
 from leadwatch.leads.api import router as leads_router
 from leadwatch.leads.scoring import ActiveModel
 from leadwatch.prediction.artifacts import store_for
+from leadwatch.web.claim import router as claim_router
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +84,38 @@ def create_app(
     *,
     engine: Engine | None = None,
     clock: Callable[[], datetime] = _utcnow,
+    run_worker: bool = False,
 ) -> FastAPI:
+    """``run_worker`` runs the escalation worker in a background thread of this process (the
+    embedded, one-process set-up); scaled out, `leadwatch worker` processes do that job."""
     engine = engine or make_engine(settings)
+    session_factory = make_session_factory(engine)
+    active_model = ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
+    runtime = RuntimeSource(settings, active_model)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if not run_worker:
+            yield
+            return
+        stop = threading.Event()
+        runner = EscalationRunner(
+            session_factory=session_factory,
+            runtime=runtime,
+            clock=clock,
+            poll_seconds=settings.worker_poll_seconds,
+            sweep_seconds=settings.sweep_seconds,
+        )
+        thread = threading.Thread(
+            target=runner.serve_forever, args=(stop,), name="escalation-worker", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
     app = FastAPI(
         title="LeadWatch",
         version=__version__,
@@ -88,14 +123,14 @@ def create_app(
         docs_url="/docs" if settings.api_docs else None,
         redoc_url="/redoc" if settings.api_docs else None,
         openapi_url="/openapi.json" if settings.api_docs else None,
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.session_factory = make_session_factory(engine)
+    app.state.session_factory = session_factory
     app.state.clock = clock
-    app.state.active_model = ActiveModel(
-        lambda: store_for(settings.home, settings.secret_key_value)
-    )
+    app.state.active_model = active_model
+    app.state.escalation_runtime = runtime
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(Exception)
@@ -110,4 +145,6 @@ def create_app(
         return {"status": "ok", "version": __version__, "database": engine.dialect.name}
 
     app.include_router(leads_router)
+    app.include_router(escalations_router)
+    app.include_router(claim_router)
     return app

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from leadwatch import __version__
+from leadwatch.cli_escalation import escalation_app, settings_app, worker_command
 from leadwatch.cli_model import evaluate_command, models_app, score_command, train_command
 from leadwatch.cli_support import err, fail, load_settings, now, out
 from leadwatch.config import Settings
@@ -46,6 +47,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(dealer_app, name="dealership")
 app.add_typer(models_app, name="models")
+app.add_typer(escalation_app, name="escalation")
+app.add_typer(settings_app, name="settings")
+app.command("worker")(worker_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("score")(score_command)
@@ -281,21 +285,28 @@ def _run_file_import(
 
 
 def _intake_scorer(settings: Settings) -> Any:
-    """Scores each chunk's new, open leads with the active model (none active: no scoring)."""
+    """Scores each chunk's new, open leads with the active model and lets escalation see them
+    (none active: no scoring, and escalation only stops chains on contacts and sales)."""
+    from leadwatch.escalations.jobs import RuntimeSource, watch_safely
     from leadwatch.leads.scoring import ActiveModel, score_safely
     from leadwatch.prediction.artifacts import ModelFileError, store_for
 
+    active = ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
     try:
-        if store_for(settings.home, settings.secret_key_value).active_version() is None:
-            return None  # no model yet (a first import): nothing to score with, nothing to say
+        has_model = store_for(settings.home, settings.secret_key_value).active_version()
     except ModelFileError as exc:
         err.print(f"[yellow]leads will be stored unscored:[/] {exc}")
-        return None
-    active = ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
+        has_model = None
+    runtime = RuntimeSource(settings, active)
 
     def score(db_session: Any, stored: list[Any]) -> None:
-        originals = [s.lead_id for s in stored if s.outcome != "linked"]
-        score_safely(db_session=db_session, lead_ids=originals, active=active, now=now())
+        moment = now()
+        if has_model is not None:
+            originals = [s.lead_id for s in stored if s.outcome != "linked"]
+            score_safely(db_session=db_session, lead_ids=originals, active=active, now=moment)
+        watch_safely(
+            db_session=db_session, lead_ids=[s.lead_id for s in stored], runtime=runtime, now=moment
+        )
 
     return score
 
@@ -493,20 +504,30 @@ def dealership_list() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default: settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run the escalation worker in this process (default: yes on the embedded "
+            "SQLite, no on PostgreSQL, where `leadwatch worker` processes do it).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the API (and, as later parts land, the web pages and the dispatcher)."""
+    """Serve the API and the claim pages (and, as later parts land, the web pages)."""
     settings = load_settings()
-    _serve(settings, host or settings.host, port or settings.port)
+    run_worker = settings.is_embedded if worker is None else worker
+    _serve(settings, host or settings.host, port or settings.port, run_worker=run_worker)
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, *, run_worker: bool = True) -> None:
     import uvicorn
 
     from leadwatch.app import create_app
 
     engine = _engine(settings)
     out.print(f"LeadWatch {__version__} on [bold]http://{host}:{port}[/] (API docs: /docs)")
-    uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
+    app = create_app(settings, engine=engine, run_worker=run_worker)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @app.command("demo")

@@ -36,6 +36,20 @@ class Settings(BaseSettings):
         description="Signs model files; default: a random key kept in HOME/secret.key.",
     )
 
+    public_url: str | None = Field(
+        default=None,
+        description="Address people use to reach LeadWatch (claim links); default http://HOST:PORT.",
+    )
+    claim_link_hours: float = Field(
+        default=24.0, gt=0, le=24 * 14, description="How long a claim link in a message works."
+    )
+    worker_poll_seconds: float = Field(
+        default=0.25, gt=0, le=60, description="How often workers look for due steps."
+    )
+    sweep_seconds: float = Field(
+        default=60.0, gt=0, description="How often open leads are re-scored and re-assessed."
+    )
+
     @field_validator("default_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -50,6 +64,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'leadwatch.db').resolve()}"
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def is_embedded(self) -> bool:

@@ -21,6 +21,7 @@ from leadwatch.deps import (
     SettingsDep,
     require_token,
 )
+from leadwatch.escalations.jobs import RuntimeSource, watch_safely
 from leadwatch.intake.adf import AdfDocumentError, parse_adf
 from leadwatch.leads import service as lead_service
 from leadwatch.leads.directory import DealershipDirectory
@@ -36,7 +37,7 @@ from leadwatch.leads.schemas import (
     RejectedPage,
     RejectedRead,
 )
-from leadwatch.leads.scoring import ActiveModel, score_safely
+from leadwatch.leads.scoring import score_safely
 
 router = APIRouter(prefix="/api/v1", tags=["leads"], dependencies=[Depends(require_token)])
 
@@ -93,8 +94,8 @@ async def post_leads(
         )
     body = await request.body()
     fmt = "adf" if content_type in XML_TYPES else "json"
-    active = request.app.state.active_model
-    result = await run_in_threadpool(_ingest_body, body, fmt, settings, factory, clock, active)
+    runtime = request.app.state.escalation_runtime
+    result = await run_in_threadpool(_ingest_body, body, fmt, settings, factory, clock, runtime)
     if result.rejected and not (result.imported or result.updated or result.linked):
         code = status.HTTP_422_UNPROCESSABLE_CONTENT
     elif result.imported:
@@ -105,7 +106,7 @@ async def post_leads(
 
 
 def _ingest_body(
-    body: bytes, fmt: str, settings: Settings, factory: Any, clock: Any, active: ActiveModel
+    body: bytes, fmt: str, settings: Settings, factory: Any, clock: Any, runtime: RuntimeSource
 ) -> ImportResult:
     directory = DealershipDirectory(
         default_name=settings.default_dealership, default_timezone=settings.default_timezone
@@ -139,7 +140,15 @@ def _ingest_body(
         )
         # Scored at once, in the same unit of work: a lead is never stored without its chance.
         originals = [s.lead_id for s in stored if s.outcome != "linked"]
-        score_safely(db_session=db_session, lead_ids=originals, active=active, now=clock())
+        now = clock()
+        score_safely(
+            db_session=db_session, lead_ids=originals, active=runtime.active_model, now=now
+        )
+        # ...and escalated in it too: a critical lead's first message is in the outbox when
+        # this request returns.
+        watch_safely(
+            db_session=db_session, lead_ids=[s.lead_id for s in stored], runtime=runtime, now=now
+        )
     payload = counts.as_dict()
     payload["leads"] = [
         {
@@ -233,7 +242,12 @@ def get_lead(lead_id: int, db_session: SessionDep) -> LeadRead:
 
 @router.post("/leads/{lead_id}/events", response_model=EventRead, status_code=201)
 def post_event(
-    lead_id: int, event: EventCreate, db_session: SessionDep, settings: SettingsDep, clock: ClockDep
+    request: Request,
+    lead_id: int,
+    event: EventCreate,
+    db_session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> JSONResponse:
     """Append to a lead's history (contacted, appointment, sold, lost, reassigned...).
     The same type at the same time again is a no-op answered with 200."""
@@ -254,6 +268,13 @@ def post_event(
         db_session=db_session, lead_id=lead_id, event=event_in, rep=event.rep
     )
     db_session.flush()
+    if created:  # contact, sale or loss stops the lead's escalation at once
+        watch_safely(
+            db_session=db_session,
+            lead_ids=[lead_id],
+            runtime=request.app.state.escalation_runtime,
+            now=clock(),
+        )
     body = EventRead.model_validate(row).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if created else 200)
 

@@ -316,8 +316,14 @@ class ModelStore:
 def store_for(home: Path, secret: str | None) -> ModelStore:
     """The models folder of a LeadWatch home, signed with ``secret`` (LEADWATCH_SECRET_KEY)
     or, without one, with the key kept in ``home/secret.key``."""
-    key = secret.encode() if secret else load_or_create_secret(home / "secret.key")
+    key = installation_key(home, secret)
     return ModelStore(home / "models", key)
+
+
+def installation_key(home: Path, secret: str | None) -> bytes:
+    """The key that signs this installation's files and links: LEADWATCH_SECRET_KEY, or the
+    random key kept in ``home/secret.key`` (several machines must share the former)."""
+    return secret.encode() if secret else load_or_create_secret(home / "secret.key")
 
 
 def load_or_create_secret(path: Path) -> bytes:

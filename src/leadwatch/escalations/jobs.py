@@ -1,0 +1,212 @@
+"""Running escalations: after intake, for due steps, and in the periodic sweep.
+
+`EscalationRunner` is what a worker process (`leadwatch worker`) or the embedded server's
+background thread runs: every tick it executes the steps that have fallen due, each in its
+own unit of work, and every ``sweep_seconds`` it re-scores the open leads nobody has
+contacted (their wait grows, so their chance falls) and lets their escalations start or move
+up a level. Every due time lives in the database, so any process can stop at any moment and
+another carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadwatch.config import Settings
+from leadwatch.db.engine import unit_of_work
+from leadwatch.escalations import service
+from leadwatch.escalations import settings as settings_service
+from leadwatch.escalations.models import Escalation
+from leadwatch.leads.models import Lead
+from leadwatch.leads.scoring import CLOSED_STATUSES, ActiveModel, score_leads
+from leadwatch.prediction.artifacts import installation_key
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RuntimeSource:
+    """Builds the `service.Runtime` for a unit of work: the settings in force, the risk
+    lines (the settings' own or the active model's) and the claim-link key and address."""
+
+    def __init__(self, settings: Settings, active_model: ActiveModel) -> None:
+        self.settings = settings
+        self.active_model = active_model
+        self._key: bytes | None = None
+
+    @property
+    def signing_key(self) -> bytes:
+        if self._key is None:
+            self._key = installation_key(self.settings.home, self.settings.secret_key_value)
+        return self._key
+
+    def __call__(self, db_session: Session) -> service.Runtime:
+        config = settings_service.load(db_session=db_session)
+        levels = None
+        if config.rules.thresholds is None:
+            predictor = self.active_model.get()
+            levels = predictor.risk_levels if predictor is not None else None
+        return service.Runtime(
+            config=config,
+            thresholds=config.thresholds(levels),
+            signing_key=self.signing_key,
+            public_url=self.settings.public_base_url,
+            claim_link_hours=self.settings.claim_link_hours,
+        )
+
+
+def watch_safely(
+    *,
+    db_session: Session,
+    lead_ids: Sequence[int],
+    runtime: RuntimeSource,
+    now: datetime,
+) -> service.WatchCounts | None:
+    """Intake's escalation pass. It runs in a savepoint: if it fails, the leads stay stored
+    (and the sweep picks them up) rather than the whole intake failing."""
+    if not lead_ids:
+        return None
+    try:
+        with db_session.begin_nested():
+            return service.watch(
+                db_session=db_session, lead_ids=lead_ids, runtime=runtime(db_session), now=now
+            )
+    except Exception:  # never lose leads over an escalation failure
+        log.exception("escalating %d new leads failed; the sweep will retry", len(lead_ids))
+        return None
+
+
+@dataclass
+class TickResult:
+    ran: int = 0
+    failed: int = 0
+    swept: int = 0
+    started: int = 0
+    upgraded: int = 0
+    stopped: int = 0
+
+
+class EscalationRunner:
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        runtime: RuntimeSource,
+        clock: Callable[[], datetime] = _utcnow,
+        poll_seconds: float = 0.25,
+        sweep_seconds: float = 60.0,
+        batch: int = 200,
+    ) -> None:
+        self.session_factory = session_factory
+        self.runtime = runtime
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self.sweep_seconds = sweep_seconds
+        self.batch = batch
+        self._last_sweep = float("-inf")
+
+    def run_due(self) -> TickResult:
+        """Run every step due now, each in its own unit of work, exactly once."""
+        result = TickResult()
+        now = self.clock()
+        with unit_of_work(self.session_factory) as db_session:
+            items = service.due(db_session=db_session, now=now, limit=self.batch)
+        for escalation_id, token in items:
+            try:
+                with unit_of_work(self.session_factory) as db_session:
+                    if not service.take(
+                        db_session=db_session, escalation_id=escalation_id, token=token, now=now
+                    ):
+                        continue  # another worker has it
+                    service.run_step(
+                        db_session=db_session,
+                        escalation_id=escalation_id,
+                        runtime=self.runtime(db_session),
+                        now=now,
+                    )
+                    result.ran += 1
+            except Exception as exc:  # one broken escalation must not stall the others
+                log.exception("escalation %d: step failed", escalation_id)
+                result.failed += 1
+                with unit_of_work(self.session_factory) as db_session:
+                    service.postpone(
+                        db_session=db_session, escalation_id=escalation_id, now=now, error=str(exc)
+                    )
+        return result
+
+    def sweep(self, chunk: int = 1_000) -> TickResult:
+        """Re-score the watched leads as of now and bring their escalations up to date."""
+        result = TickResult()
+        now = self.clock()
+        with unit_of_work(self.session_factory) as db_session:
+            watch_hours = settings_service.load(db_session=db_session).rules.watch_hours
+            ids = watched_leads(db_session=db_session, now=now, watch_hours=watch_hours)
+        predictor = self.runtime.active_model.get()
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            with unit_of_work(self.session_factory) as db_session:
+                if predictor is not None:
+                    score_leads(db_session=db_session, lead_ids=part, predictor=predictor, now=now)
+                counts = service.watch(
+                    db_session=db_session,
+                    lead_ids=part,
+                    runtime=self.runtime(db_session),
+                    now=now,
+                )
+            result.swept += len(part)
+            result.started += counts.started
+            result.upgraded += counts.upgraded
+            result.stopped += counts.stopped
+        return result
+
+    def tick(self) -> TickResult:
+        result = self.run_due()
+        if time.monotonic() - self._last_sweep >= self.sweep_seconds:
+            self._last_sweep = time.monotonic()
+            swept = self.sweep()
+            result.swept, result.started = swept.swept, swept.started
+            result.upgraded, result.stopped = swept.upgraded, swept.stopped
+        return result
+
+    def wait_seconds(self) -> float:
+        """Until the next due step, at most one poll interval (new work may arrive)."""
+        with unit_of_work(self.session_factory) as db_session:
+            upcoming = service.next_due_at(db_session=db_session)
+        if upcoming is None:
+            return self.poll_seconds
+        return max(0.0, min(self.poll_seconds, (upcoming - self.clock()).total_seconds()))
+
+    def serve_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+                pause = self.wait_seconds()
+            except Exception:  # the database may be restarting: keep trying
+                log.exception("escalation runner tick failed; retrying")
+                pause = 5.0
+            stop.wait(pause)
+
+
+def watched_leads(*, db_session: Session, now: datetime, watch_hours: float) -> list[int]:
+    """Open original leads nobody has contacted, created within the watch window, plus the
+    leads of live escalations (whatever their age)."""
+    since = now - timedelta(hours=watch_hours)
+    recent = select(Lead.id).where(
+        Lead.created_at >= since,
+        Lead.contacted_at.is_(None),
+        Lead.status.not_in(CLOSED_STATUSES),
+        Lead.duplicate_of_id.is_(None),
+    )
+    live = select(Escalation.lead_id).where(Escalation.active_lead_id.is_not(None))
+    return sorted({*db_session.scalars(recent), *db_session.scalars(live)})

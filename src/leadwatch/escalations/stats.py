@@ -1,0 +1,131 @@
+"""Escalation statistics for managers: how many, how deep, how fast, and did it work.
+
+An escalation *succeeded* when its lead was contacted (or sold) after it started; the rate is
+taken over escalations that have ended, since a live one has not had its chance yet. Times
+are in minutes from the start of the escalation.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from leadwatch.escalations.models import Escalation
+from leadwatch.leads.models import Dealership, Lead
+from leadwatch.notifications.models import OutboxMessage
+
+LIVE = ("active", "claimed")
+
+
+def _minutes(later: datetime | None, earlier: datetime) -> float | None:
+    return None if later is None else (later - earlier).total_seconds() / 60
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "median_minutes": None, "p90_minutes": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"count": len(ordered), "median_minutes": at(0.5), "p90_minutes": at(0.9)}
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def escalation_stats(*, db_session: Session, since: datetime, until: datetime) -> dict[str, Any]:
+    rows = db_session.execute(
+        select(
+            Escalation.level,
+            Escalation.status,
+            Escalation.depth,
+            Escalation.started_at,
+            Escalation.first_claimed_at,
+            Dealership.name,
+            Lead.contacted_at,
+            Lead.sold_at,
+        )
+        .join(Lead, Lead.id == Escalation.lead_id)
+        .join(Dealership, Dealership.id == Escalation.dealership_id)
+        .where(Escalation.started_at >= since, Escalation.started_at < until)
+    ).all()
+    groups: dict[str, dict[str, Counter[str]]] = {
+        "level": defaultdict(Counter),
+        "dealership": defaultdict(Counter),
+    }
+    to_claim: list[float] = []
+    to_contact: list[float] = []
+    depths: Counter[int] = Counter()
+    status_counts: Counter[str] = Counter()
+    for level, status, depth, started, claimed, dealership, contacted, sold in rows:
+        reached = contacted or sold
+        success = reached is not None and reached >= started
+        ended = status not in LIVE
+        status_counts[status] += 1
+        depths[int(depth)] += 1
+        for name, key in (("level", level), ("dealership", dealership)):
+            counter = groups[name][key]
+            counter["total"] += 1
+            counter["ended"] += ended
+            counter["succeeded"] += success
+        if claimed is not None:
+            to_claim.append(_minutes(claimed, started) or 0.0)
+        if success and contacted is not None:
+            to_contact.append(_minutes(contacted, started) or 0.0)
+    ended_total = sum(n for s, n in status_counts.items() if s not in LIVE)
+    succeeded = sum(c["succeeded"] for c in groups["level"].values())
+    total = len(rows)
+    return {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "total": total,
+        "live": sum(status_counts[s] for s in LIVE),
+        "by_status": dict(status_counts),
+        "succeeded": succeeded,
+        "success_rate": _rate(succeeded, ended_total),
+        "by_level": _grouped(groups["level"]),
+        "by_dealership": _grouped(groups["dealership"]),
+        "by_channel": _channels(db_session, since, until),
+        "time_to_claim": _summary(to_claim),
+        "time_to_first_contact": _summary(to_contact),
+        "depth": {
+            "mean": round(sum(d * n for d, n in depths.items()) / total, 2) if total else None,
+            "distribution": {str(d): n for d, n in sorted(depths.items())},
+        },
+    }
+
+
+def _grouped(groups: dict[str, Counter[str]]) -> dict[str, dict[str, Any]]:
+    return {
+        key: {
+            "total": c["total"],
+            "succeeded": c["succeeded"],
+            "success_rate": _rate(c["succeeded"], c["ended"]),
+        }
+        for key, c in sorted(groups.items())
+    }
+
+
+def _channels(db_session: Session, since: datetime, until: datetime) -> dict[str, Any]:
+    """Messages per channel by delivery status, and the share delivered of those settled."""
+    rows = db_session.execute(
+        select(OutboxMessage.channel, OutboxMessage.status, func.count())
+        .where(OutboxMessage.created_at >= since, OutboxMessage.created_at < until)
+        .group_by(OutboxMessage.channel, OutboxMessage.status)
+    ).all()
+    out: dict[str, dict[str, Any]] = {}
+    for channel, status, count in rows:
+        entry = out.setdefault(channel, {"total": 0, "by_status": {}})
+        entry["total"] += int(count)
+        entry["by_status"][status] = int(count)
+    for entry in out.values():
+        sent = entry["by_status"].get("sent", 0)
+        entry["delivery_rate"] = _rate(sent, sent + entry["by_status"].get("dead", 0))
+    return dict(sorted(out.items()))
