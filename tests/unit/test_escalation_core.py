@@ -481,7 +481,7 @@ def test_a_due_step_notifies_and_schedules_the_next_from_now() -> None:
     assert first.reason == "step 1/2 of 'p': notifies rep"
     assert first.after_hours is False
     assert first.fallback is False
-    assert first.state == replace(state, step=1, due_at=late + minutes(15), depth=1)
+    assert first.state == state._replace(step=1, due_at=late + minutes(15), depth=1)
 
     second = run(first.state, plan, now=late + minutes(15))
     assert second.action is Action.NOTIFY
@@ -723,7 +723,7 @@ def test_unreachable_fallback_is_unroutable_and_the_chain_goes_on() -> None:
     assert decision.fallback is True
     assert decision.deliveries == ()
     assert decision.reason.endswith("; fallback unreachable too (no active person 'ghost')")
-    assert decision.state == replace(begin(plan, WED_10AM), step=1, due_at=WED_10AM + minutes(10))
+    assert decision.state == begin(plan, WED_10AM)._replace(step=1, due_at=WED_10AM + minutes(10))
 
 
 def test_fallback_after_every_delivery_of_a_step_failed() -> None:
@@ -788,12 +788,12 @@ def test_no_fallback_for_a_lead_contacted_or_closed_meanwhile(
     assert failed.action is Action.STOP
     assert failed.deliveries == ()
     assert failed.reason == reason
-    assert failed.state == replace(state, status=Status.STOPPED, due_at=None)
+    assert failed.state == state._replace(status=Status.STOPPED, due_at=None)
 
 
 def test_no_fallback_for_a_stopped_escalation() -> None:
     plan = plan_for(Policy("p", (step(0), step(30))), fallback_recipients=(GM,))
-    stopped = replace(begin(plan, WED_10AM), status=Status.STOPPED, due_at=None)
+    stopped = begin(plan, WED_10AM)._replace(status=Status.STOPPED, due_at=None)
     failed = fallback(stopped, plan, LEAD, directory=DIRECTORY, now=WED_10AM, failed_step=0)
     assert failed.action is Action.STOP
     assert failed.reason == "escalation already stopped"
@@ -821,7 +821,7 @@ def test_friday_evening_high_lead_is_held_until_saturday_opening() -> None:
     assert held.after_hours is True
     assert held.deliveries == ()
     assert held.step == 0
-    assert held.state == replace(state, due_at=SAT_9AM)
+    assert held.state == state._replace(due_at=SAT_9AM)
     assert held.reason == (
         "step 1/2 of 'high': after hours at Riverside Motors (Fri 06 Jun 19:05 CDT); "
         "high holds until the next opening (Sat 07 Jun 09:00 CDT)"
@@ -967,8 +967,8 @@ def test_claim_pauses_the_chain_for_the_timeout() -> None:
     assert claimed.reason == (
         "claimed by Ann Rep; escalation resumes unless contact is logged within 30 min"
     )
-    assert claimed.state == replace(
-        first.state, status=Status.CLAIMED, claimed_at=claimed_at, due_at=claimed_at + minutes(30)
+    assert claimed.state == first.state._replace(
+        status=Status.CLAIMED, claimed_at=claimed_at, due_at=claimed_at + minutes(30)
     )
     # The manager's step (due at +10) does not run while the claim holds.
     paused = run(claimed.state, plan, now=WED_10AM + minutes(10))
@@ -1081,7 +1081,7 @@ def test_an_equal_or_better_level_changes_nothing(old: Level, new: Level) -> Non
 
 def test_an_ended_escalation_is_not_upgraded() -> None:
     plans = _plans()
-    stopped = replace(begin(plans[Level.MEDIUM], WED_10AM), status=Status.STOPPED, due_at=None)
+    stopped = begin(plans[Level.MEDIUM], WED_10AM)._replace(status=Status.STOPPED, due_at=None)
     assert upgrade(stopped, plans[Level.MEDIUM], plans[Level.CRITICAL], now=WED_10AM) is None
 
 

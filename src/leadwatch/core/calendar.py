@@ -121,7 +121,18 @@ class WorkingHours:
         """The earliest open instant at or after `at`, in UTC (so callers can store it as is);
         None if there is none within the horizon."""
         now = _utc(at)
-        return self._walk(now, self._next_open_wall) if any(self._runs) else None
+        if not any(self._runs):
+            return None
+        # Fast path: the next opening within a week, with the same UTC offset as now. Offset
+        # changes are months apart, so an equal offset at both ends means none in between.
+        local = now.astimezone(self._zone)
+        wall = local.replace(tzinfo=None)
+        found = self._next_open_wall(wall, wall + _FAST_SPAN)
+        if found is not None:
+            candidate = now + (found - wall)
+            if candidate.astimezone(self._zone).utcoffset() == local.utcoffset():
+                return candidate
+        return self._walk(now, self._next_open_wall)
 
     def next_closing(self, at: datetime) -> datetime | None:
         """When the open period holding `at` ends, in UTC; None if closed at `at` or open past
@@ -155,14 +166,20 @@ class WorkingHours:
         return instant.astimezone(self._zone).replace(tzinfo=None)
 
     def _next_open_wall(self, wall: datetime, until: datetime) -> datetime | None:
-        midnight = datetime.combine(wall.date(), time())
-        while midnight <= until:
-            if midnight.date() not in self.holidays:
-                for start, end in self._runs[midnight.weekday()]:
-                    if wall < midnight + timedelta(minutes=end):
-                        return max(wall, midnight + timedelta(minutes=start))
-            midnight += timedelta(days=1)
-        return None
+        midnight = wall.replace(hour=0, minute=0, second=0, microsecond=0)
+        into = (wall - midnight).total_seconds() / 60  # minutes into the first day
+        weekday, days = midnight.weekday(), 0
+        while True:
+            day = midnight + timedelta(days=days) if days else midnight
+            if day > until:
+                return None
+            if not self.holidays or day.date() not in self.holidays:
+                for start, end in self._runs[(weekday + days) % 7]:
+                    if days:
+                        return day + timedelta(minutes=start)
+                    if into < end:
+                        return wall if into >= start else day + timedelta(minutes=start)
+            days += 1
 
     def _run_end_wall(self, wall: datetime, until: datetime) -> datetime | None:
         if not self._open_wall(wall):
@@ -197,6 +214,9 @@ class WorkingHours:
                 return low.replace(microsecond=0) + timedelta(seconds=1)
             low = high
         return None
+
+
+_FAST_SPAN = timedelta(days=7)
 
 
 def _utc(at: datetime) -> datetime:

@@ -34,6 +34,8 @@ class Directory:
     def __init__(self, people: Iterable[Person] = ()) -> None:
         self.people = tuple(p for p in people if p.active)
         self._by_key = {p.key: p for p in self.people}
+        # Resolutions are pure functions of their arguments and this (immutable) directory.
+        self._memo: dict[tuple[object, ...], tuple[tuple[Delivery, ...], tuple[str, ...]]] = {}
         self._by_name: dict[str, list[Person]] = defaultdict(list)
         self._by_role: dict[str, list[Person]] = defaultdict(list)
         for person in self.people:
@@ -69,7 +71,23 @@ class Directory:
     ) -> tuple[tuple[Delivery, ...], list[str]]:
         """Every (person, channel) pair with an address, without repeats, and the notes on
         who could not be reached."""
-        wanted = tuple(channels)
+        key = (tuple(refs), tuple(channels), dealership, rep)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= 50_000:
+                self._memo.clear()
+            delivered, notes = self._resolve_all(key[0], key[1], dealership=dealership, rep=rep)
+            found = self._memo[key] = (delivered, tuple(notes))
+        return found[0], list(found[1])
+
+    def _resolve_all(
+        self,
+        refs: tuple[RecipientRef, ...],
+        wanted: tuple[Channel, ...],
+        *,
+        dealership: str,
+        rep: str | None,
+    ) -> tuple[tuple[Delivery, ...], list[str]]:
         out: dict[tuple[str, Channel], Delivery] = {}
         notes: list[str] = []
         for ref in refs:

@@ -10,10 +10,11 @@ forward in time without storing or sending anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from functools import lru_cache
+from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from leadwatch.core.directory import Directory
@@ -62,9 +63,9 @@ class Action(StrEnum):
     START = "start"
 
 
-@dataclass(frozen=True, slots=True)
-class State:
-    """Where an escalation is: the next step to run and when it falls due."""
+class State(NamedTuple):
+    """Where an escalation is: the next step to run and when it falls due. (Tuples rather
+    than frozen dataclasses: decisions run in hot loops, and ``_replace`` is ~10x cheaper.)"""
 
     status: Status
     step: int
@@ -75,8 +76,7 @@ class State:
     claimed_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     action: Action
     at: datetime
     reason: str
@@ -164,7 +164,7 @@ def decide(
         return Decision(Action.STOP, now, f"escalation already {state.status.value}", state)
     stop = _stop_reason(lead)
     if stop:
-        ended = replace(state, status=Status.STOPPED, due_at=None)
+        ended = state._replace(status=Status.STOPPED, due_at=None)
         return Decision(Action.STOP, now, stop, ended)
     if state.due_at is None or now < state.due_at:
         when = state.due_at.isoformat() if state.due_at else "never"
@@ -175,7 +175,7 @@ def decide(
             f"claim lapsed: no contact logged within {plan.claim_timeout_minutes:g} min; "
             "escalation resumes; "
         )
-        state = replace(state, status=Status.ACTIVE, claimed_at=None)
+        state = state._replace(status=Status.ACTIVE, claimed_at=None)
     step = plan.policy.steps[state.step]
     label = f"step {state.step + 1}/{len(plan.policy.steps)} of {plan.policy.name!r}"
     if state.cycle:
@@ -189,7 +189,7 @@ def decide(
                 f"({_local(now, calendar)}); {plan.level.value} holds until the next opening "
                 f"({_local(opening, calendar)})"
             )
-            held = replace(state, due_at=opening)
+            held = state._replace(due_at=opening)
             return Decision(Action.HOLD, now, why, held, state.step, after_hours=True)
     if is_open:
         refs, channels = step.recipients, step.channels
@@ -235,7 +235,7 @@ def settle(state: State, lead: LeadFacts, *, now: datetime) -> Decision | None:
     stop = _stop_reason(lead)
     if not stop:
         return None
-    return Decision(Action.STOP, now, stop, replace(state, status=Status.STOPPED, due_at=None))
+    return Decision(Action.STOP, now, stop, state._replace(status=Status.STOPPED, due_at=None))
 
 
 def fallback(
@@ -254,7 +254,7 @@ def fallback(
         stop = "escalation already stopped"
     if stop:
         if state.status not in ENDED:
-            state = replace(state, status=Status.STOPPED, due_at=None)
+            state = state._replace(status=Status.STOPPED, due_at=None)
         return Decision(Action.STOP, now, stop, state, failed_step)
     deliveries, notes = directory.deliveries(
         plan.fallback_recipients,
@@ -282,7 +282,7 @@ def claim(state: State, plan: Plan, *, now: datetime, by: str) -> Decision:
     due = now + _minutes(timeout)
     if state.due_at is not None and state.due_at > due:
         due = state.due_at
-    claimed = replace(state, status=Status.CLAIMED, claimed_at=now, due_at=due)
+    claimed = state._replace(status=Status.CLAIMED, claimed_at=now, due_at=due)
     why = f"claimed by {by}; escalation resumes unless contact is logged within {timeout:g} min"
     return Decision(Action.CLAIM, now, why, claimed)
 
@@ -295,9 +295,9 @@ def upgrade(state: State, old: Plan, new: Plan, *, now: datetime) -> Decision | 
     why = f"level worsened from {old.level.value} to {new.level.value}: {new.why}"
     if state.status is Status.CLAIMED:
         # Somebody is working the lead: the claim stands; if it lapses, the new chain starts.
-        moved = replace(state, step=0, cycle=0)
+        moved = state._replace(step=0, cycle=0)
         return Decision(Action.UPGRADE, now, f"{why}; the claim stands", moved)
-    moved = replace(begin(new, now), started_at=state.started_at, depth=state.depth)
+    moved = begin(new, now)._replace(started_at=state.started_at, depth=state.depth)
     return Decision(Action.UPGRADE, now, why, moved)
 
 
@@ -331,18 +331,18 @@ def _stop_reason(lead: LeadFacts) -> str:
 
 
 def _advance(state: State, plan: Plan, now: datetime, *, notified: bool) -> State:
+    # Built positionally: this runs once per notifying decision (see State).
     steps = plan.policy.steps
     depth = state.depth + notified
     following = state.step + 1
+    status, started, cycle = state.status, state.started_at, state.cycle
     if following < len(steps):
         due = now + _minutes(steps[following].delay_minutes)
-        return replace(state, step=following, due_at=due, depth=depth)
-    if state.cycle < plan.policy.repeat:
-        wait = plan.policy.repeat_after_minutes + steps[0].delay_minutes
-        return replace(
-            state, step=0, cycle=state.cycle + 1, due_at=now + _minutes(wait), depth=depth
-        )
-    return replace(state, status=Status.EXHAUSTED, due_at=None, depth=depth)
+        return State(status, following, cycle, due, started, depth, state.claimed_at)
+    if cycle < plan.policy.repeat:
+        wait = _minutes(plan.policy.repeat_after_minutes + steps[0].delay_minutes)
+        return State(status, 0, cycle + 1, now + wait, started, depth, state.claimed_at)
+    return State(Status.EXHAUSTED, state.step, cycle, None, started, depth, state.claimed_at)
 
 
 def _p(value: float) -> str:
@@ -351,14 +351,30 @@ def _p(value: float) -> str:
     return short if float(short) == value else f"{value:.4g}"
 
 
+@lru_cache(maxsize=1024)
 def _minutes(value: float) -> timedelta:
     return timedelta(minutes=value)
 
 
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def _local(at: datetime, calendar: Calendar) -> str:
-    return at.astimezone(ZoneInfo(calendar.timezone)).strftime("%a %d %b %H:%M %Z")
+    """``Fri 06 Jun 18:30 CDT``, as strftime would say it, at a fraction of its cost."""
+    t = at.astimezone(_zone(calendar.timezone))
+    return (
+        f"{_DAYS[t.weekday()]} {t.day:02d} {_MONTHS[t.month - 1]} "
+        f"{t.hour:02d}:{t.minute:02d} {t.tzname()}"
+    )
 
 
+@lru_cache(maxsize=1024)
 def _names(refs: tuple[RecipientRef, ...]) -> str:
     return ", ".join(str(ref) for ref in refs) or "nobody"
 

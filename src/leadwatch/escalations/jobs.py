@@ -133,7 +133,7 @@ class EscalationRunner:
                         db_session=db_session,
                         escalation_id=escalation_id,
                         runtime=self.runtime(db_session),
-                        now=now,
+                        now=self.clock(),  # the decision's time is when it is made
                     )
                     result.ran += 1
             except Exception as exc:  # one broken escalation must not stall the others

@@ -1,0 +1,395 @@
+"""Escalation benchmarks.
+
+- decisions: the pure `decide()` on one core, over a week of times (open and after hours),
+  every level and a staffed directory. Target >= 50,000 decisions/s.
+- intake: a real `leadwatch serve` on the embedded SQLite (worker thread included) with a
+  trained model, fed 100 leads/s by an open-loop client; the latency of each POST is the
+  time from intake to the escalation recorded (scored, assessed, started, and a critical
+  lead's first messages in the outbox). Target p99 <= 20 ms.
+- lateness: escalations with steps falling due over the next 30 s, run by the worker loop
+  on the real clock; lateness = when the step ran - when it was due. Target p99 <= 1 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench_import import LEADWATCH, PG_ADMIN_URL, WORK
+
+PEOPLE = [
+    {"key": "dana", "name": "Dana Reyes", "email": "dana@example.com", "phone": "+15550100001"},
+    {"key": "lee", "name": "Lee Chen", "email": "lee@example.com", "phone": "+15550100003"},
+    {
+        "key": "sam",
+        "name": "Sam Patel",
+        "roles": ["sales_manager"],
+        "email": "sam@example.com",
+        "phone": "+15550100002",
+    },
+    {"key": "gina", "name": "Gina Lopez", "roles": ["general_manager"], "email": "g@example.com"},
+    {"key": "bdc", "name": "BDC Desk", "roles": ["bdc"], "email": "bdc@example.com"},
+]
+
+
+def _ms(samples: list[float]) -> dict[str, float]:
+    values = np.asarray(samples) * 1000.0
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 2),
+        "p95_ms": round(float(np.percentile(values, 95)), 2),
+        "p99_ms": round(float(np.percentile(values, 99)), 2),
+        "max_ms": round(float(values.max()), 2),
+    }
+
+
+# ---- pure decisions -------------------------------------------------------------------------
+
+
+def decisions(count: int = 300_000) -> dict[str, Any]:
+    from leadwatch.core.calendar import WorkingHours
+    from leadwatch.core.directory import Directory, Person
+    from leadwatch.core.escalation import assess, begin, decide
+    from leadwatch.core.policy import Channel, LeadFacts, Rules, Thresholds
+
+    directory = Directory(
+        Person(
+            p["key"],
+            p["name"],
+            frozenset(p.get("roles", ())),
+            addresses={Channel.EMAIL: p["email"], Channel.SMS: p.get("phone", "")},
+        )
+        for p in PEOPLE
+    )
+    calendar = WorkingHours.from_spec(
+        "America/Chicago",
+        {d: ["09:00-20:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+        | {"sat": ["09:00-18:00"]},
+        ["2025-07-04"],
+    )
+    rules, thresholds = Rules(), Thresholds()
+    rng = random.Random(5)
+    start = datetime(2025, 6, 2, tzinfo=UTC)
+    cases = []
+    for i in range(2_000):
+        lead = LeadFacts(
+            lead_id=i,
+            dealership="Main Store",
+            rep=rng.choice(["Dana Reyes", "Lee Chen", None]),
+            source="Cars.com",
+            make="Toyota",
+            model="Camry",
+            price=rng.uniform(15_000, 90_000),
+        )
+        plan = assess(rules, lead, rng.uniform(0.01, 0.29), thresholds=thresholds).plan
+        assert plan is not None
+        at = start + timedelta(minutes=rng.uniform(0, 7 * 24 * 60))
+        state = begin(plan, at - timedelta(hours=1))
+        cases.append((state, plan, lead, at))
+    actions: dict[str, int] = {}
+    rounds = max(1, count // len(cases))
+    began = time.process_time()
+    for _ in range(rounds):
+        for state, plan, lead, at in cases:
+            decision = decide(state, plan, lead, calendar=calendar, directory=directory, now=at)
+    seconds = time.process_time() - began
+    for state, plan, lead, at in cases:
+        decision = decide(state, plan, lead, calendar=calendar, directory=directory, now=at)
+        actions[decision.action.value] = actions.get(decision.action.value, 0) + 1
+    total = rounds * len(cases)
+    return {
+        "benchmark": "escalation decisions (pure, one core)",
+        "decisions": total,
+        "cpu_seconds": round(seconds, 2),
+        "decisions_per_second": round(total / seconds),
+        "mix": actions,
+    }
+
+
+# ---- intake to escalation recorded ----------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _settings_file(home: Path, thresholds: dict[str, float] | None) -> Path:
+    path = home / "escalation-settings.json"
+    document: dict[str, Any] = {"people": PEOPLE}
+    if thresholds:
+        document["thresholds"] = thresholds
+    # Always open, so that every escalated lead is notified or scheduled, never held.
+    week = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    document["working_hours"] = {"default": {"weekly": {d: ["00:00-24:00"] for d in week}}}
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _prepare_home(home: Path, history_leads: int) -> tuple[dict[str, str], str]:
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    env = {**os.environ, "LEADWATCH_HOME": str(home), "LEADWATCH_API_DOCS": "false"}
+    env.pop("LEADWATCH_DATABASE_URL", None)
+    run = [str(LEADWATCH), "demo", "--no-serve", "--leads", str(history_leads)]
+    subprocess.run(run, env=env, check=True, capture_output=True)
+    # Lines a busy store escalates most leads with: the worst case for intake latency.
+    settings = _settings_file(home, {"critical": 0.5, "high": 0.6, "medium": 0.7})
+    subprocess.run(
+        [str(LEADWATCH), "settings", "import", str(settings), "--author", "bench"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    made = subprocess.run(
+        [str(LEADWATCH), "token", "create", "bench"], env=env, check=True, capture_output=True
+    )
+    token = made.stdout.decode().strip().rsplit(" ", 1)[-1]
+    return env, token
+
+
+def intake(
+    rate: float = 100.0, seconds: float = 30.0, history_leads: int = 20_000
+) -> dict[str, Any]:
+    home = WORK / "escalation-intake"
+    env, token = _prepare_home(home, history_leads)
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(LEADWATCH), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        _wait_until_up(base)
+        latencies, failures = _drive(base, headers, rate, seconds)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    escalated = _count(
+        home,
+        "SELECT count(*) FROM escalations WHERE lead_id IN "
+        "(SELECT id FROM leads WHERE source_system = 'bench')",
+    )
+    messages = _count(home, "SELECT count(*) FROM outbox")
+    return {
+        "benchmark": "intake to escalation recorded (SQLite, serve with worker)",
+        "rate_per_second": rate,
+        "requests": len(latencies) + failures,
+        "failures": failures,
+        "escalated": escalated,
+        "outbox_messages": messages,
+        **_ms(latencies),
+    }
+
+
+def _wait_until_up(base: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("leadwatch serve did not start")
+
+
+def _drive(
+    base: str, headers: dict[str, str], rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Open loop: request i is sent at start + i / rate, whatever the earlier ones do."""
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    client = httpx.Client(base_url=base, headers=headers, timeout=30)
+    rng = random.Random(9)
+    sources = ["Cars.com", "AutoTrader", "Website", "Facebook", "TrueCar"]
+    makes = [("Toyota", "Camry"), ("Honda", "Civic"), ("Ford", "F-150"), ("BMW", "X5")]
+
+    def send(i: int, due: float) -> None:
+        nonlocal failures
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        make, model = makes[i % len(makes)]
+        lead = {
+            "source_system": "bench",
+            "external_id": f"B-{i}",
+            "created_at": datetime.now(UTC).isoformat(),
+            "rep": rng.choice(["Dana Reyes", "Lee Chen"]),
+            "lead_source": sources[i % len(sources)],
+            "vehicle": {"make": make, "model": model, "price": 20_000 + (i % 50) * 1_000},
+            "customer": {"name": f"Shopper {i}", "email": f"shopper{i}@example.com"},
+        }
+        began = time.perf_counter()
+        response = client.post("/api/v1/leads", json=lead)
+        took = time.perf_counter() - began
+        with lock:
+            if response.status_code == 201:
+                latencies.append(took)
+            else:
+                failures += 1
+
+    # Warm-up (model load, first connections), not measured.
+    for i in range(20):
+        client.post("/api/v1/leads", json={"external_id": f"W-{i}", "created_at": "2025-01-01"})
+    start = time.perf_counter() + 0.5
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for i in range(total):
+            pool.submit(send, i, start + i / rate)
+    client.close()
+    return latencies, failures
+
+
+def _count(home: Path, sql: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(home / "leadwatch.db") as db:
+        return int(db.execute(sql).fetchone()[0])
+
+
+# ---- lateness of due steps ------------------------------------------------------------------
+
+
+def lateness(backend: str, steps: int = 1_500, spread_seconds: float = 30.0) -> dict[str, Any]:
+    """Steps due over the next ``spread_seconds``, run by one worker loop on the real clock."""
+    from sqlalchemy import func, select, update
+
+    from leadwatch.config import Settings
+    from leadwatch.db.engine import make_engine, make_session_factory, unit_of_work
+    from leadwatch.db.migrate import upgrade
+    from leadwatch.escalations import service
+    from leadwatch.escalations import settings as settings_service
+    from leadwatch.escalations.jobs import EscalationRunner, RuntimeSource
+    from leadwatch.escalations.models import Escalation, EscalationDecision
+    from leadwatch.leads.models import Dealership, Lead
+    from leadwatch.leads.scoring import ActiveModel
+    from leadwatch.prediction.artifacts import store_for
+
+    home = WORK / f"escalation-lateness-{backend}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    url = None
+    if backend == "postgresql":
+        url = _fresh_pg_database("lw_bench_lateness")
+    settings = Settings(home=home, database_url=url, _env_file=None)  # type: ignore[call-arg]
+    engine = make_engine(settings)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    runtime = RuntimeSource(settings, ActiveModel(lambda: store_for(home, None)))
+    now = datetime.now(UTC)
+    with unit_of_work(factory) as db_session:
+        settings_service.save(
+            db_session=db_session,
+            document=settings_service.parse(_settings_file(home, None).read_text()),
+            author="bench",
+            now=now,
+        )
+        dealer = Dealership(name="Main Store", timezone="America/Chicago")
+        db_session.add(dealer)
+        db_session.flush()
+        leads = [
+            Lead(
+                source_system="bench",
+                external_id=f"L-{i}",
+                dealership_id=dealer.id,
+                created_at=now - timedelta(minutes=1),
+                rep="Dana Reyes",
+                status="new",
+                sale_probability_14d=0.1,
+                sale_probability_30d=0.25,  # medium: first step after 15 minutes
+            )
+            for i in range(steps)
+        ]
+        db_session.add_all(leads)
+        db_session.flush()
+        ids = [lead.id for lead in leads]
+    for start in range(0, len(ids), 500):
+        with unit_of_work(factory) as db_session:
+            service.watch(
+                db_session=db_session,
+                lead_ids=ids[start : start + 500],
+                runtime=runtime(db_session),
+                now=now,
+            )
+    # Re-time the first steps: due at random moments over the next spread_seconds.
+    origin = datetime.now(UTC) + timedelta(seconds=2)
+    rng = random.Random(3)
+    with unit_of_work(factory) as db_session:
+        esc_ids = list(db_session.scalars(select(Escalation.id)))
+        due = {
+            esc_id: origin + timedelta(seconds=rng.uniform(0, spread_seconds)) for esc_id in esc_ids
+        }
+        for esc_id, at in due.items():
+            db_session.execute(update(Escalation).where(Escalation.id == esc_id).values(due_at=at))
+    runner = EscalationRunner(session_factory=factory, runtime=runtime, sweep_seconds=3600)
+    runner._last_sweep = time.monotonic()  # measure the due-step loop alone
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.serve_forever, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + spread_seconds + 30
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        with unit_of_work(factory) as db_session:
+            done = db_session.scalar(
+                select(func.count()).where(EscalationDecision.action == "notify")
+            )
+        if done is not None and done >= len(due):
+            break
+    stop.set()
+    thread.join()
+    with unit_of_work(factory) as db_session:
+        ran = db_session.execute(
+            select(EscalationDecision.escalation_id, EscalationDecision.at).where(
+                EscalationDecision.action == "notify"
+            )
+        ).all()
+    engine.dispose()
+    late = [(at - due[esc_id]).total_seconds() for esc_id, at in ran]
+    return {
+        "benchmark": f"lateness of due steps ({backend}, one worker loop)",
+        "steps": len(due),
+        "ran": len(ran),
+        "spread_seconds": spread_seconds,
+        **_ms(late),
+    }
+
+
+def _fresh_pg_database(name: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def run(backends: list[str]) -> list[dict[str, Any]]:
+    results = [decisions()]
+    print(json.dumps(results[-1]), file=sys.stderr)
+    results.append(intake())
+    print(json.dumps(results[-1]), file=sys.stderr)
+    for backend in backends:
+        results.append(lateness(backend))
+        print(json.dumps(results[-1]), file=sys.stderr)
+    return results
