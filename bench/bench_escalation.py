@@ -387,8 +387,9 @@ def _fresh_pg_database(name: str) -> str:
 def run(backends: list[str]) -> list[dict[str, Any]]:
     results = [decisions()]
     print(json.dumps(results[-1]), file=sys.stderr)
-    results.append(intake())
-    print(json.dumps(results[-1]), file=sys.stderr)
+    for rate in (100.0, 40.0):  # the target rate, and one this machine can keep up with
+        results.append(intake(rate=rate))
+        print(json.dumps(results[-1]), file=sys.stderr)
     for backend in backends:
         results.append(lateness(backend))
         print(json.dumps(results[-1]), file=sys.stderr)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_escalation  # noqa: E402
 import bench_import  # noqa: E402
 import bench_predict  # noqa: E402
 
@@ -43,7 +44,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the import file")
     parser.add_argument(
-        "--only", default="import,predict", help="comma-separated benchmarks: import, predict"
+        "--only",
+        default="import,predict,escalation",
+        help="comma-separated benchmarks: import, predict, escalation",
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
@@ -57,6 +60,10 @@ def main() -> None:
     if "predict" in args.only.split(","):
         predictions = bench_predict.run(args.rows)
 
+    escalations: list[dict[str, object]] = []
+    if "escalation" in args.only.split(","):
+        escalations = bench_escalation.run(args.backends.split(","))
+
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     previous = out / "latest.json"
@@ -64,11 +71,13 @@ def main() -> None:
         earlier = json.loads(previous.read_text())
         records = records or earlier.get("results", [])
         predictions = predictions or earlier.get("prediction", [])
+        escalations = escalations or earlier.get("escalation", [])
     report = {
         "machine": machine(),
         "date": datetime.now(UTC).date().isoformat(),
         "results": records,
         "prediction": predictions,
+        "escalation": escalations,
     }
     (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nMachine: {report['machine']}; date: {report['date']}\n")
@@ -79,7 +88,7 @@ def main() -> None:
             f"| {r['benchmark']} | {r['backend']} | {r['rows']:,} | {r['seconds']} "
             f"| {r['rows_per_second']:,} | {r['peak_mb']} MB |"
         )
-    for p in predictions:
+    for p in [*predictions, *escalations]:
         print(f"- {json.dumps(p)}")
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["LeadOutcomePredictor", "__version__"]
+__all__ = ["AlertEscalationRouter", "LeadOutcomePredictor", "__version__"]
 
 if TYPE_CHECKING:
+    from leadwatch.escalations.router import AlertEscalationRouter
     from leadwatch.prediction.predictor import LeadOutcomePredictor
 
 
@@ -17,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from leadwatch.prediction.predictor import LeadOutcomePredictor
 
         return LeadOutcomePredictor
+    if name == "AlertEscalationRouter":
+        from leadwatch.escalations.router import AlertEscalationRouter
+
+        return AlertEscalationRouter
     raise AttributeError(f"module 'leadwatch' has no attribute {name!r}")

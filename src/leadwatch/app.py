@@ -91,7 +91,7 @@ def create_app(
     engine = engine or make_engine(settings)
     session_factory = make_session_factory(engine)
     active_model = ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
-    runtime = RuntimeSource(settings, active_model)
+    runtime = RuntimeSource(settings, active_model, reuse_seconds=1.0)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

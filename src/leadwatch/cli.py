@@ -567,6 +567,7 @@ def demo(
     )
     factory = make_session_factory(_engine(settings))
     _demo_model(settings, history)
+    _demo_escalations(settings, factory)
     with unit_of_work(factory) as db_session:
         _, token = auth_service.create_token(db_session=db_session, name="demo", now=now())
     host, port = host or settings.host, port or settings.port
@@ -598,6 +599,63 @@ def _demo_model(settings: Settings, history: Path) -> None:
     auc = report.validation["model"]["30d"]["roc_auc"]
     out.print(f"model {info.version} trained (validation AUC 30 d: {auc:.3f})")
     out.print(f"scored {_rescore(settings, predictor)} open leads")
+
+
+def _demo_escalations(settings: Settings, factory: Any) -> None:
+    """Staff the demo stores (every rep, plus a sales manager, general manager and BDC desk
+    per store, with example.com addresses) and let escalation look at the recent leads."""
+    from sqlalchemy import select
+
+    from leadwatch.escalations import settings as settings_service
+    from leadwatch.escalations.jobs import EscalationRunner, RuntimeSource
+    from leadwatch.leads.models import Dealership, Lead
+    from leadwatch.leads.scoring import ActiveModel
+    from leadwatch.prediction.artifacts import store_for
+
+    with unit_of_work(factory) as db_session:
+        pairs = db_session.execute(
+            select(Dealership.name, Lead.rep)
+            .join(Lead, Lead.dealership_id == Dealership.id)
+            .where(Lead.rep.is_not(None))
+            .distinct()
+        ).all()
+        people: list[dict[str, Any]] = []
+        stores = sorted({store for store, _ in pairs})
+        for number, (store, rep) in enumerate(sorted(pairs), start=1):
+            people.append(_demo_person(f"rep-{number}", str(rep), store, []))
+        for number, store in enumerate(stores, start=1):
+            for role, title in (
+                ("sales_manager", "Sales Manager"),
+                ("general_manager", "General Manager"),
+                ("bdc", "BDC Desk"),
+            ):
+                name = f"{store} {title}"
+                people.append(_demo_person(f"{role}-{number}", name, store, [role]))
+        document = settings_service.parse({"people": people})
+        settings_service.save(
+            db_session=db_session, document=document, author="demo", now=now(), comment="demo"
+        )
+    runtime = RuntimeSource(
+        settings, ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
+    )
+    swept = EscalationRunner(session_factory=factory, runtime=runtime).sweep()
+    out.print(
+        f"escalation: {len(people)} people on staff; {swept.started} recent leads escalated "
+        "(`leadwatch escalation list`)"
+    )
+
+
+def _demo_person(key: str, name: str, store: str, roles: list[str]) -> dict[str, Any]:
+    handle = "".join(c for c in name.lower().replace(" ", ".") if c.isalnum() or c == ".")
+    number = 5_550_100_000 + sum(ord(c) for c in key) * 37 % 100_000
+    return {
+        "key": key,
+        "name": name,
+        "roles": roles,
+        "dealership": store,
+        "email": f"{handle}@example.com",
+        "phone": f"+1{number}",
+    }
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from leadwatch.cli_support import err, fail, load_settings, now, out
@@ -93,7 +94,7 @@ def preview_command(
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(lead)'}: {e['msg']}" for e in exc.errors()
         )
-        raise fail(f"{lead}: not a valid lead: {problems}") from None
+        raise fail(escape(f"{lead}: not a valid lead: {problems}")) from None
     runtime = _runtime(settings)
     with unit_of_work(_factory(settings)) as db_session:
         directory = DealershipDirectory(
@@ -117,7 +118,7 @@ def preview_command(
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
     out.print(
-        f"[bold]{result['level']}[/] (P {result['probability']:.2f}): {result['reason']}",
+        f"[bold]{result['level']}[/] (P {result['probability']:.2f}): {escape(result['reason'])}",
         highlight=False,
     )
     table = Table("when (local)", "action", "recipients", "channels", "why")
@@ -126,12 +127,15 @@ def preview_command(
         table.add_row(
             local.strftime("%a %d %b %H:%M"),
             step["action"],
-            ", ".join(step["recipients"]) or "-",
+            escape(", ".join(step["recipients"])) or "-",
             ", ".join(step["channels"]) or "-",
-            step["reason"],
+            escape(step["reason"]),
         )
     if result["steps"]:
         out.print(table)
+
+
+_STATUSES = ("live", "active", "claimed", "stopped", "exhausted")
 
 
 @escalation_app.command("list")
@@ -146,6 +150,8 @@ def list_command(
     from leadwatch.db.engine import unit_of_work
     from leadwatch.escalations import service
 
+    if status is not None and status not in _STATUSES:
+        raise fail(f"--status {status!r}: use live, active, claimed, stopped or exhausted")
     settings = load_settings()
     with unit_of_work(_factory(settings)) as db_session:
         rows: list[dict[str, Any]] = [
@@ -175,7 +181,7 @@ def list_command(
             str(r["depth"]),
             r["started_at"][:16],
             (r["due_at"] or "-")[:16],
-            r["end_reason"] or "",
+            escape(r["end_reason"] or ""),
         )
     out.print(table)
 
@@ -202,7 +208,9 @@ def show_command(escalation_id: Annotated[int, typer.Argument(help="Escalation i
         for d in log:
             to = ", ".join(f"{r['name']} ({r['channel']})" for r in d.recipients)
             step = "" if d.step is None else str(d.step + 1)
-            table.add_row(d.at.strftime("%Y-%m-%d %H:%M:%S"), d.action, step, to, d.reason)
+            table.add_row(
+                d.at.strftime("%Y-%m-%d %H:%M:%S"), d.action, step, escape(to), escape(d.reason)
+            )
         out.print(table)
 
 
@@ -215,6 +223,8 @@ def claim_command(
     from leadwatch.db.engine import unit_of_work
     from leadwatch.escalations import service
 
+    if not by.strip():
+        raise fail("--by must name who takes the lead")
     settings = load_settings()
     runtime = _runtime(settings)
     try:
@@ -222,7 +232,7 @@ def claim_command(
             esc = service.claim(
                 db_session=db_session,
                 escalation_id=escalation_id,
-                by=by,
+                by=by.strip(),
                 runtime=runtime(db_session),
                 now=now(),
             )
@@ -318,20 +328,20 @@ def settings_import(
     try:
         document = settings_service.parse(file.read_bytes())
     except settings_service.SettingsError as exc:
-        raise fail(f"{file}: {exc}") from None
+        raise fail(escape(f"{file}: {exc}")) from None
     who = author or os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
     with unit_of_work(_factory(settings)) as db_session:
         if dry_run:
             old = settings_service.load(db_session=db_session).document
             changes = settings_changes(old, document)
-            out.print("\n".join(changes) if changes else "no changes")
+            out.print("\n".join(changes) if changes else "no changes", markup=False)
             return
         row = settings_service.save(
             db_session=db_session, document=document, author=who, now=now(), comment=comment
         )
-        out.print(f"saved settings version {row.version} by {who}")
+        out.print(f"saved settings version {row.version} by {escape(who)}")
         for change in row.changes:
-            out.print(f"  {change}", highlight=False)
+            out.print(f"  {change}", highlight=False, markup=False)
 
 
 @settings_app.command("history")
@@ -347,9 +357,9 @@ def settings_history(limit: Annotated[int, typer.Option(min=1, max=500)] = 20) -
             table.add_row(
                 str(row.version),
                 row.created_at.strftime("%Y-%m-%d %H:%M"),
-                row.author,
-                "\n".join(row.changes) or "-",
-                row.comment or "",
+                escape(row.author),
+                escape("\n".join(row.changes)) or "-",
+                escape(row.comment or ""),
             )
     out.print(table)
 

@@ -69,7 +69,7 @@ WEEKLY = {
 
 def staffed_document(**overrides: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
-        "people": PEOPLE,
+        "people": [dict(person) for person in PEOPLE],  # callers may edit their copy
         "working_hours": {"default": {"weekly": WEEKLY, "holidays": ["2025-07-04"]}},
     }
     document.update(overrides)

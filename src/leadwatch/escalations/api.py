@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from sqlalchemy.exc import IntegrityError
 
 from leadwatch.deps import ClockDep, CurrentToken, SessionDep, SettingsDep, require_token
 from leadwatch.escalations import preview as preview_service
@@ -129,18 +130,19 @@ def get_escalation(escalation_id: int, db_session: SessionDep) -> EscalationDeta
 @router.post("/escalations/{escalation_id}/claim", response_model=EscalationRead)
 def claim(
     escalation_id: int,
-    body: ClaimCreate,
     db_session: SessionDep,
     clock: ClockDep,
     token: CurrentToken,
     runtime: RuntimeDep,
+    body: ClaimCreate | None = None,
 ) -> EscalationRead:
-    """Take the lead: the chain pauses, and resumes unless contact is logged in time."""
+    """Take the lead: the chain pauses, and resumes unless contact is logged in time.
+    The body is optional: without one (or without ``by``) the token's name claims."""
     try:
         esc = service.claim(
             db_session=db_session,
             escalation_id=escalation_id,
-            by=body.by or token.name,
+            by=((body.by if body else None) or "").strip() or token.name,
             runtime=runtime(db_session),
             now=clock(),
         )
@@ -174,13 +176,20 @@ def put_settings(
         document = settings_service.parse(body.document)
     except settings_service.SettingsError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    row = settings_service.save(
-        db_session=db_session,
-        document=document,
-        author=f"token:{token.name}",
-        now=clock(),
-        comment=body.comment,
-    )
+    try:
+        with db_session.begin_nested():
+            row = settings_service.save(
+                db_session=db_session,
+                document=document,
+                author=f"token:{token.name}",
+                now=clock(),
+                comment=body.comment,
+            )
+    except IntegrityError:  # another save took that version number first
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "the settings were saved by someone else meanwhile; reload them and try again",
+        ) from None
     return SettingsVersionRead.model_validate(row)
 
 

@@ -40,10 +40,17 @@ class RuntimeSource:
     """Builds the `service.Runtime` for a unit of work: the settings in force, the risk
     lines (the settings' own or the active model's) and the claim-link key and address."""
 
-    def __init__(self, settings: Settings, active_model: ActiveModel) -> None:
+    def __init__(
+        self, settings: Settings, active_model: ActiveModel, *, reuse_seconds: float = 0.0
+    ) -> None:
+        """``reuse_seconds``: how long the settings read may be reused before asking the
+        database again. A save in this process is seen at once; one in another process
+        within that time. The server uses a second: intake then skips a query per lead."""
         self.settings = settings
         self.active_model = active_model
+        self.reuse_seconds = reuse_seconds
         self._key: bytes | None = None
+        self._cached: tuple[float, int, settings_service.Config] | None = None
 
     @property
     def signing_key(self) -> bytes:
@@ -51,8 +58,20 @@ class RuntimeSource:
             self._key = installation_key(self.settings.home, self.settings.secret_key_value)
         return self._key
 
-    def __call__(self, db_session: Session) -> service.Runtime:
+    def config(self, db_session: Session) -> settings_service.Config:
+        cached, now = self._cached, time.monotonic()
+        if (
+            cached is not None
+            and now - cached[0] < self.reuse_seconds
+            and cached[1] == settings_service.generation
+        ):
+            return cached[2]
         config = settings_service.load(db_session=db_session)
+        self._cached = (now, settings_service.generation, config)
+        return config
+
+    def __call__(self, db_session: Session) -> service.Runtime:
+        config = self.config(db_session)
         levels = None
         if config.rules.thresholds is None:
             predictor = self.active_model.get()

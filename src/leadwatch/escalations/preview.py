@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from leadwatch.core import escalation as engine
 from leadwatch.core.escalation import Action
 from leadwatch.core.leads import EventType, LeadIn, status_from_events
 from leadwatch.core.policy import LeadFacts
@@ -114,12 +113,14 @@ def preview(
     if not 0.0 <= probability <= 1.0:
         raise PreviewError(f"probability must be between 0 and 1, got {probability}")
     facts = lead_facts(lead, dealership=dealership, at=at)
-    assessment = engine.assess(
-        rules,
+    router = runtime.config
+    assessment, decisions = router.preview(
         facts,
         probability,
+        timezone=timezone,
+        start=at,
         thresholds=runtime.thresholds,
-        settings_version=runtime.config.version,
+        limit=limit,
     )
     out: dict[str, Any] = {
         "level": assessment.level.value,
@@ -127,30 +128,18 @@ def preview(
         "horizon_days": rules.horizon_days,
         "reason": assessment.reason,
         "policy": assessment.plan.policy.name if assessment.plan else None,
-        "settings_version": runtime.config.version,
-        "steps": [],
+        "settings_version": router.version,
+        "steps": [
+            {
+                "at": d.at.isoformat(),
+                "action": "hold" if d.action is Action.HOLD else "notify",
+                "recipients": d.recipients,
+                "channels": d.channels,
+                "reason": d.reason,
+            }
+            for d in decisions
+        ],
     }
-    if assessment.plan is None:
-        return out
-    if facts.closed or facts.contacted:
+    if assessment.plan is not None and (facts.closed or facts.contacted):
         out["reason"] += f"; but the lead is already {facts.status}: nothing to escalate"
-        return out
-    decisions = engine.preview(
-        assessment.plan,
-        facts,
-        calendar=runtime.config.calendar(dealership, timezone),
-        directory=runtime.config.directory,
-        start=at,
-        limit=limit,
-    )
-    out["steps"] = [
-        {
-            "at": d.at.isoformat(),
-            "action": "hold" if d.action is Action.HOLD else "notify",
-            "recipients": d.recipients,
-            "channels": d.channels,
-            "reason": d.reason,
-        }
-        for d in decisions
-    ]
     return out

@@ -16,9 +16,9 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -97,16 +97,19 @@ _LEAD_COLUMNS = (
 )
 
 
+_READ_LEADS = (
+    select(*_LEAD_COLUMNS)
+    .join(Dealership, Lead.dealership_id == Dealership.id)
+    .where(Lead.id.in_(bindparam("ids", expanding=True)))
+)
+_ESCALATIONS_OF = select(Escalation).where(Escalation.lead_id.in_(bindparam("ids", expanding=True)))
+
+
 def _read_leads(db_session: Session, ids: Iterable[int]) -> dict[int, LeadRow]:
     wanted = sorted(set(ids))
     out: dict[int, LeadRow] = {}
     for start in range(0, len(wanted), IN_BATCH):
-        query = (
-            select(*_LEAD_COLUMNS)
-            .join(Dealership, Lead.dealership_id == Dealership.id)
-            .where(Lead.id.in_(wanted[start : start + IN_BATCH]))
-        )
-        for row in db_session.execute(query):
+        for row in db_session.execute(_READ_LEADS, {"ids": wanted[start : start + IN_BATCH]}):
             out[int(row.id)] = row
     return out
 
@@ -165,15 +168,40 @@ def state_of(row: Escalation) -> State:
     )
 
 
-def _store_state(row: Escalation, state: State, now: datetime, reason: str) -> None:
-    row.status = state.status.value
-    row.step, row.cycle, row.depth = state.step, state.cycle, state.depth
-    row.due_at, row.claimed_at = state.due_at, state.claimed_at
-    row.updated_at = now
+_ESCALATIONS = cast(Table, Escalation.__table__)
+_DECISIONS = cast(Table, EscalationDecision.__table__)
+_INSERT_DECISION = _DECISIONS.insert().returning(_DECISIONS.c.id)
+_INSERT_MESSAGE = cast(Table, OutboxMessage.__table__).insert()
+_UPDATE_ESCALATION = _ESCALATIONS.update().where(_ESCALATIONS.c.id == bindparam("b_id"))
+_START: dict[str, Any] = {}
+
+
+def _start_statement(dialect_name: str) -> Any:
+    """INSERT ... ON CONFLICT (active_lead_id) DO NOTHING RETURNING id, built once."""
+    statement = _START.get(dialect_name)
+    if statement is None:
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        statement = _START[dialect_name] = (
+            dialect.insert(_ESCALATIONS)
+            .on_conflict_do_nothing(index_elements=["active_lead_id"])
+            .returning(_ESCALATIONS.c.id)
+        )
+    return statement
+
+
+def _state_values(state: State, now: datetime, reason: str) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": state.status.value,
+        "step": state.step,
+        "cycle": state.cycle,
+        "depth": state.depth,
+        "due_at": state.due_at,
+        "claimed_at": state.claimed_at,
+        "updated_at": now,
+    }
     if state.status in engine.ENDED:
-        row.active_lead_id = None
-        row.ended_at = now
-        row.end_reason = reason
+        values.update(active_lead_id=None, ended_at=now, end_reason=reason)
+    return values
 
 
 def _apply(
@@ -183,75 +211,99 @@ def _apply(
     *,
     lead: LeadRow,
     runtime: Runtime,
-    level: str | None = None,
-) -> EscalationDecision:
+) -> int:
     """Store a decision: the log entry, the escalation's new state, and the messages."""
-    logged = EscalationDecision(
-        escalation_id=row.id,
-        lead_id=row.lead_id,
-        at=decision.at,
-        action=decision.action.value,
-        level=level or row.level,
-        step=decision.step,
-        cycle=row.cycle,
-        reason=decision.reason,
-        recipients=[
-            {"person": d.person, "name": d.name, "channel": d.channel.value}
-            for d in decision.deliveries
-        ],
-        fallback=decision.fallback,
-        after_hours=decision.after_hours,
+    cycle = row.cycle  # the pass the decided step belongs to, before it moves on
+    for name, value in _state_values(decision.state, decision.at, decision.reason).items():
+        setattr(row, name, value)
+    return _record(
+        db_session, row.id, row.lead_id, row.level, cycle, decision, lead=lead, runtime=runtime
     )
-    db_session.add(logged)
-    _store_state(row, decision.state, decision.at, decision.reason)
-    db_session.flush()
-    if decision.deliveries:
-        _write_messages(db_session, row, logged, decision, lead=lead, runtime=runtime)
-    return logged
 
 
-def _write_messages(
+def _record(
     db_session: Session,
-    row: Escalation,
-    logged: EscalationDecision,
+    escalation_id: int,
+    lead_id: int,
+    level: str,
+    cycle: int,
     decision: Decision,
     *,
     lead: LeadRow,
     runtime: Runtime,
-) -> None:
+) -> int:
+    """The decision's log entry and its messages: constant statements with parameters, so
+    they compile once (this is intake's hot path)."""
+    logged = db_session.execute(
+        _INSERT_DECISION,
+        {
+            "escalation_id": escalation_id,
+            "lead_id": lead_id,
+            "at": decision.at,
+            "action": decision.action.value,
+            "level": level,
+            "step": decision.step,
+            "cycle": cycle,
+            "reason": decision.reason,
+            "recipients": [
+                {"person": d.person, "name": d.name, "channel": d.channel.value}
+                for d in decision.deliveries
+            ],
+            "fallback": decision.fallback,
+            "after_hours": decision.after_hours,
+        },
+    ).scalar_one()
+    if decision.deliveries:
+        messages = _messages(escalation_id, lead_id, level, logged, decision, lead, runtime)
+        db_session.execute(_INSERT_MESSAGE, messages)
+    return int(logged)
+
+
+def _messages(
+    escalation_id: int,
+    lead_id: int,
+    level: str,
+    decision_id: int,
+    decision: Decision,
+    lead: LeadRow,
+    runtime: Runtime,
+) -> list[dict[str, Any]]:
     card = _card(lead, runtime.config.rules.horizon_days)
     expires = decision.at + timedelta(hours=runtime.claim_link_hours)
     links: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
     for delivery in decision.deliveries:
         url = links.get(delivery.person)
         if url is None:
             token = claims.make_token(
                 runtime.signing_key,
-                escalation_id=row.id,
+                escalation_id=escalation_id,
                 person=delivery.person,
                 expires_at=expires,
             )
             url = links[delivery.person] = f"{runtime.public_url.rstrip('/')}/claim/{token}"
         subject, body = compose(
-            card, level=row.level, delivery=delivery, claim_url=url, now=decision.at
+            card, level=level, delivery=delivery, claim_url=url, now=decision.at
         )
-        db_session.add(
-            OutboxMessage(
-                escalation_id=row.id,
-                decision_id=logged.id,
-                lead_id=row.lead_id,
-                channel=delivery.channel.value,
-                recipient=delivery.person,
-                recipient_name=delivery.name,
-                address=delivery.address,
-                subject=subject,
-                body=body,
-                level=row.level,
-                status="pending",
-                next_attempt_at=decision.at,
-                created_at=decision.at,
-            )
+        rows.append(
+            {
+                "escalation_id": escalation_id,
+                "decision_id": decision_id,
+                "lead_id": lead_id,
+                "channel": delivery.channel.value,
+                "recipient": delivery.person,
+                "recipient_name": delivery.name,
+                "address": delivery.address,
+                "subject": subject,
+                "body": body,
+                "level": level,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": decision.at,
+                "created_at": decision.at,
+            }
         )
+    return rows
 
 
 # ---- watching leads: start, upgrade, stop ---------------------------------------------------
@@ -270,14 +322,13 @@ def watch(
     missing = roots - rows.keys()
     if missing:
         rows.update(_read_leads(db_session, missing))
-    live = {
-        esc.lead_id: esc
-        for esc in db_session.scalars(
-            select(Escalation).where(
-                Escalation.active_lead_id.in_(sorted(roots)),
-            )
-        )
-    }
+    live: dict[int, Escalation] = {}
+    ended: dict[int, list[tuple[str, str]]] = {}
+    for found in db_session.scalars(_ESCALATIONS_OF, {"ids": sorted(roots)}):
+        if found.active_lead_id is not None:
+            live[found.lead_id] = found
+        else:
+            ended.setdefault(found.lead_id, []).append((found.status, found.level))
     rules = runtime.config.rules
     watch_from = now - timedelta(hours=rules.watch_hours)
     for root in sorted(roots):
@@ -287,11 +338,9 @@ def watch(
         facts = _facts(lead)
         esc = live.get(root)
         if esc is not None:
-            counts_as = _settle_or_upgrade(
-                db_session, esc, facts, lead=lead, runtime=runtime, now=now
-            )
-            if counts_as:
-                setattr(counts, counts_as, getattr(counts, counts_as) + 1)
+            did = _settle_or_upgrade(db_session, esc, facts, lead=lead, runtime=runtime, now=now)
+            counts.stopped += did == "stopped"
+            counts.upgraded += did == "upgraded"
             continue
         if facts.closed or facts.contacted:
             counts.skip("contacted or closed")
@@ -313,7 +362,7 @@ def watch(
         if assessment.plan is None:
             counts.skip("low risk")
             continue
-        if _ended_at_or_above(db_session, root, assessment.level):
+        if _ended_at_or_above(ended.get(root, ()), assessment.level):
             counts.skip("already escalated")
             continue
         started = _start(db_session, lead, assessment.plan, probability, runtime=runtime, now=now)
@@ -321,9 +370,7 @@ def watch(
             counts.skip("started elsewhere")
             continue
         counts.started += 1
-        if started.due_at is not None and started.due_at <= now:
-            decision = run_locked_step(db_session, started, lead=lead, runtime=runtime, now=now)
-            counts.notified += decision.action is Action.NOTIFY
+        counts.notified += started
     return counts
 
 
@@ -371,14 +418,9 @@ def _settle_or_upgrade(
     return "upgraded"
 
 
-def _ended_at_or_above(db_session: Session, lead_id: int, level: Level) -> bool:
+def _ended_at_or_above(rows: Iterable[tuple[str, str]], level: Level) -> bool:
     """A lead whose chain ended (stopped, or ran out at this level or a worse one) is not
     chased again at the same level; a worse level starts a new chain."""
-    rows = db_session.execute(
-        select(Escalation.status, Escalation.level).where(
-            Escalation.lead_id == lead_id, Escalation.active_lead_id.is_(None)
-        )
-    ).all()
     return any(
         status == Status.STOPPED.value or SEVERITY[Level(old)] >= SEVERITY[level]
         for status, old in rows
@@ -393,42 +435,49 @@ def _start(
     *,
     runtime: Runtime,
     now: datetime,
-) -> Escalation | None:
+) -> int | None:
     """Insert the escalation unless another process just did (the unique active lead id
-    decides; ON CONFLICT DO NOTHING keeps the caller's transaction healthy)."""
+    decides; ON CONFLICT DO NOTHING keeps the caller's transaction healthy), and run its
+    first step at once when it is due now. Returns how many steps notified (0 or 1), or
+    None when it was started elsewhere."""
     state = engine.begin(plan, now)
+    decisions = [Decision(Action.START, now, plan.why, state)]
+    if state.due_at is not None and state.due_at <= now:
+        config = runtime.config
+        first = engine.decide(
+            state,
+            plan,
+            _facts(lead),
+            calendar=config.calendar(lead.dealership, lead.timezone),
+            directory=config.directory,
+            now=now,
+        )
+        decisions.append(first)
     values = {
         "lead_id": lead.id,
         "active_lead_id": lead.id,
         "dealership_id": lead.dealership_id,
         "level": plan.level.value,
         "probability": probability,
-        "status": state.status.value,
         "plan": plan_to_json(plan),
         "settings_version": plan.settings_version,
-        "step": 0,
-        "cycle": 0,
-        "depth": 0,
-        "due_at": state.due_at,
         "run_token": secrets.token_hex(16),
         "started_at": now,
-        "updated_at": now,
+        **_state_values(state, now, plan.why),
     }
-    dialect = postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Escalation)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["active_lead_id"])
-        .returning(Escalation.id)
-    )
-    new_id = db_session.execute(statement).scalar_one_or_none()
+    statement = _start_statement(db_session.get_bind().dialect.name)
+    new_id = db_session.execute(statement, values).scalar_one_or_none()
     if new_id is None:
         return None
-    row = db_session.get(Escalation, new_id)
-    assert row is not None
-    start = Decision(Action.START, now, plan.why, state)
-    _apply(db_session, row, start, lead=lead, runtime=runtime)
-    return row
+    level = plan.level.value
+    for decision in decisions:
+        _record(db_session, new_id, lead.id, level, 0, decision, lead=lead, runtime=runtime)
+    last = decisions[-1]
+    if len(decisions) > 1:
+        db_session.execute(
+            _UPDATE_ESCALATION, {"b_id": new_id, **_state_values(last.state, now, last.reason)}
+        )
+    return int(last.action is Action.NOTIFY)
 
 
 # ---- due steps ------------------------------------------------------------------------------

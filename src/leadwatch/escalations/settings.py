@@ -11,7 +11,6 @@ import hashlib
 import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,44 +18,17 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from leadwatch.core.calendar import WorkingHours
-from leadwatch.core.directory import Directory
-from leadwatch.core.policy import Rules, Thresholds
 from leadwatch.escalations.document import EscalationSettings, settings_changes
 from leadwatch.escalations.models import SettingsVersion
+from leadwatch.escalations.router import AlertEscalationRouter
 
 
 class SettingsError(ValueError):
     """A settings document was refused; the message lists every problem with its path."""
 
 
-@dataclass
-class Config:
-    """One version of the settings, parsed once."""
-
-    version: int
-    document: EscalationSettings
-    rules: Rules
-    directory: Directory
-    _calendars: dict[tuple[str, str], WorkingHours] = field(default_factory=dict)
-
-    def calendar(self, dealership: str, timezone: str) -> WorkingHours:
-        key = (dealership, timezone)
-        hours = self._calendars.get(key)
-        if hours is None:
-            hours = self._calendars[key] = self.document.working_hours(dealership, timezone)
-        return hours
-
-    def thresholds(self, model_levels: Mapping[str, float] | None) -> Thresholds:
-        """The settings' thresholds, or the active model's levels when the settings say so
-        (``thresholds: null``), or the defaults when there is no model."""
-        if self.rules.thresholds is not None:
-            return self.rules.thresholds
-        if model_levels:
-            return Thresholds(
-                model_levels["critical"], model_levels["high"], model_levels["medium"]
-            )
-        return Thresholds()
+# One version of the settings, parsed once, is a router (it decides with those settings).
+Config = AlertEscalationRouter
 
 
 def parse(data: Mapping[str, Any] | str | bytes) -> EscalationSettings:
@@ -110,8 +82,13 @@ def save(
     )
     db_session.add(row)
     db_session.flush()
+    global generation
+    generation += 1  # this process's cached settings (RuntimeSource) are out of date
     return row
 
+
+# Bumped by every save in this process.
+generation = 0
 
 # Keyed by version and content: the same version number can hold different documents in
 # different databases (one process may use several), or after a rolled-back save.
@@ -146,7 +123,7 @@ def load(*, db_session: Session, version: int | None = None) -> Config:
         row = get_version(db_session=db_session, version=number)
         assert row is not None  # read just above, in the same transaction
         document = parse(row.document)
-    config = Config(number, document, document.rules(), document.directory())
+    config = AlertEscalationRouter(document, version=number)
     with _cache_lock:
         if len(_cache) > 64:
             _cache.clear()

@@ -1,7 +1,8 @@
 """Escalation statistics for managers: how many, how deep, how fast, and did it work.
 
 An escalation *succeeded* when its lead was contacted (or sold) after it started; the rate is
-taken over escalations that have ended, since a live one has not had its chance yet. Times
+taken over escalations that are decided (ended, or already successful), since a live one
+that has not reached its lead yet has not had its chance. Times
 are in minutes from the start of the escalation.
 """
 
@@ -73,13 +74,13 @@ def escalation_stats(*, db_session: Session, since: datetime, until: datetime) -
         for name, key in (("level", level), ("dealership", dealership)):
             counter = groups[name][key]
             counter["total"] += 1
-            counter["ended"] += ended
+            counter["decided"] += ended or success  # a live one that reached the lead counts
             counter["succeeded"] += success
         if claimed is not None:
             to_claim.append(_minutes(claimed, started) or 0.0)
         if success and contacted is not None:
             to_contact.append(_minutes(contacted, started) or 0.0)
-    ended_total = sum(n for s, n in status_counts.items() if s not in LIVE)
+    decided = sum(c["decided"] for c in groups["level"].values())
     succeeded = sum(c["succeeded"] for c in groups["level"].values())
     total = len(rows)
     return {
@@ -89,7 +90,7 @@ def escalation_stats(*, db_session: Session, since: datetime, until: datetime) -
         "live": sum(status_counts[s] for s in LIVE),
         "by_status": dict(status_counts),
         "succeeded": succeeded,
-        "success_rate": _rate(succeeded, ended_total),
+        "success_rate": _rate(succeeded, decided),
         "by_level": _grouped(groups["level"]),
         "by_dealership": _grouped(groups["dealership"]),
         "by_channel": _channels(db_session, since, until),
@@ -107,7 +108,7 @@ def _grouped(groups: dict[str, Counter[str]]) -> dict[str, dict[str, Any]]:
         key: {
             "total": c["total"],
             "succeeded": c["succeeded"],
-            "success_rate": _rate(c["succeeded"], c["ended"]),
+            "success_rate": _rate(c["succeeded"], c["decided"]),
         }
         for key, c in sorted(groups.items())
     }

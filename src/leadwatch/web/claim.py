@@ -64,6 +64,17 @@ def claim_page(
         ticket = claims.read_token(source.signing_key, token, now=clock())
     except claims.ClaimLinkError as exc:
         return _page(request, 400, title="Claim link not valid", message=str(exc), kind="error")
+    esc = db_session.get(Escalation, ticket.escalation_id)
+    if esc is None or esc.status not in service.LIVE:
+        ended = f" ({esc.status}: {esc.end_reason})" if esc is not None else ""
+        return _page(
+            request,
+            409,
+            title="Not claimed",
+            message=f"escalation {ticket.escalation_id} has already ended{ended}",
+            lead=_lead_line(db_session, ticket.escalation_id),
+            kind="error",
+        )
     return _page(
         request,
         200,
