@@ -141,20 +141,28 @@ def _settings_file(home: Path, thresholds: dict[str, float] | None) -> Path:
 
 
 def _prepare_home(home: Path, history_leads: int) -> tuple[dict[str, str], str]:
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    env = {**os.environ, "LEADWATCH_HOME": str(home), "LEADWATCH_API_DOCS": "false"}
+    """A home with demo history, a trained model, staffed settings and a token: made once
+    (the demo takes a minute or two), then copied for each run."""
+    template = WORK / f"escalation-template-{history_leads}"
+    env = {**os.environ, "LEADWATCH_HOME": str(template), "LEADWATCH_API_DOCS": "false"}
     env.pop("LEADWATCH_DATABASE_URL", None)
-    run = [str(LEADWATCH), "demo", "--no-serve", "--leads", str(history_leads)]
-    subprocess.run(run, env=env, check=True, capture_output=True)
-    # Lines a busy store escalates most leads with: the worst case for intake latency.
-    settings = _settings_file(home, {"critical": 0.5, "high": 0.6, "medium": 0.7})
-    subprocess.run(
-        [str(LEADWATCH), "settings", "import", str(settings), "--author", "bench"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    if not (template / "ready").exists():
+        shutil.rmtree(template, ignore_errors=True)
+        template.mkdir(parents=True)
+        run = [str(LEADWATCH), "demo", "--no-serve", "--leads", str(history_leads)]
+        subprocess.run(run, env=env, check=True, capture_output=True)
+        # Lines a busy store escalates most leads with: the worst case for intake latency.
+        settings = _settings_file(template, {"critical": 0.5, "high": 0.6, "medium": 0.7})
+        subprocess.run(
+            [str(LEADWATCH), "settings", "import", str(settings), "--author", "bench"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        (template / "ready").touch()
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(template, home)
+    env["LEADWATCH_HOME"] = str(home)
     made = subprocess.run(
         [str(LEADWATCH), "token", "create", "bench"], env=env, check=True, capture_output=True
     )
@@ -163,25 +171,32 @@ def _prepare_home(home: Path, history_leads: int) -> tuple[dict[str, str], str]:
 
 
 def intake(
-    rate: float = 100.0, seconds: float = 30.0, history_leads: int = 20_000
+    rate: float = 100.0,
+    seconds: float = 30.0,
+    history_leads: int = 20_000,
+    worker: str = "thread",
 ) -> dict[str, Any]:
+    """``worker``: "thread" runs the escalation worker inside `serve` (the embedded default),
+    "process" runs `serve --no-worker` beside a `leadwatch worker` process."""
     home = WORK / "escalation-intake"
     env, token = _prepare_home(home, history_leads)
     port = _free_port()
-    server = subprocess.Popen(
-        [str(LEADWATCH), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    serve = [str(LEADWATCH), "serve", "--port", str(port)]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        subprocess.Popen(serve + (["--no-worker"] if worker == "process" else []), env=env, **quiet)
+    ]  # type: ignore[call-overload]
+    if worker == "process":
+        processes.append(subprocess.Popen([str(LEADWATCH), "worker"], env=env, **quiet))  # type: ignore[call-overload]
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
     try:
         _wait_until_up(base)
         latencies, failures = _drive(base, headers, rate, seconds)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
     escalated = _count(
         home,
         "SELECT count(*) FROM escalations WHERE lead_id IN "
@@ -189,7 +204,7 @@ def intake(
     )
     messages = _count(home, "SELECT count(*) FROM outbox")
     return {
-        "benchmark": "intake to escalation recorded (SQLite, serve with worker)",
+        "benchmark": f"intake to escalation recorded (SQLite, worker in a {worker})",
         "rate_per_second": rate,
         "requests": len(latencies) + failures,
         "failures": failures,
