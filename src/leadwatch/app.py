@@ -19,9 +19,11 @@ from leadwatch.config import Settings
 from leadwatch.db.engine import make_engine, make_session_factory
 from leadwatch.deps import SessionDep
 from leadwatch.escalations.api import router as escalations_router
-from leadwatch.escalations.jobs import EscalationRunner, RuntimeSource
+from leadwatch.escalations.jobs import RuntimeSource, make_runner
 from leadwatch.leads.api import router as leads_router
 from leadwatch.leads.scoring import ActiveModel
+from leadwatch.notifications.api import callbacks as notification_callbacks
+from leadwatch.notifications.api import router as notifications_router
 from leadwatch.prediction.artifacts import store_for
 from leadwatch.web.claim import router as claim_router
 
@@ -99,13 +101,7 @@ def create_app(
             yield
             return
         stop = threading.Event()
-        runner = EscalationRunner(
-            session_factory=session_factory,
-            runtime=runtime,
-            clock=clock,
-            poll_seconds=settings.worker_poll_seconds,
-            sweep_seconds=settings.sweep_seconds,
-        )
+        runner = make_runner(settings, session_factory, runtime, clock=clock)
         thread = threading.Thread(
             target=runner.serve_forever, args=(stop,), name="escalation-worker", daemon=True
         )
@@ -146,5 +142,7 @@ def create_app(
 
     app.include_router(leads_router)
     app.include_router(escalations_router)
+    app.include_router(notifications_router)
+    app.include_router(notification_callbacks)
     app.include_router(claim_router)
     return app

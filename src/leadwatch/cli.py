@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 from leadwatch import __version__
 from leadwatch.cli_escalation import escalation_app, settings_app, worker_command
 from leadwatch.cli_model import evaluate_command, models_app, score_command, train_command
+from leadwatch.cli_notifications import notifications_app, outbox_app
 from leadwatch.cli_support import err, fail, load_settings, now, out
 from leadwatch.config import Settings
 from leadwatch.core.leads import RejectedRecord
@@ -50,6 +51,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(escalation_app, name="escalation")
 app.add_typer(settings_app, name="settings")
 app.command("worker")(worker_command)
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(notifications_app, name="notifications")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("score")(score_command)
@@ -660,3 +663,7 @@ def _demo_person(key: str, name: str, store: str, roles: list[str]) -> dict[str,
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -371,23 +371,24 @@ def worker_command(
     once: Annotated[
         bool, typer.Option("--once", help="Run what is due now and one sweep, then exit.")
     ] = False,
+    deliver: Annotated[
+        bool,
+        typer.Option("--deliver/--no-deliver", help="Also send the outbox (the default)."),
+    ] = True,
 ) -> None:
-    """Run due escalation steps and the re-scoring sweep until stopped (Ctrl-C or SIGTERM).
-    Run as many as you like against PostgreSQL: each step runs exactly once."""
-    from leadwatch.escalations.jobs import EscalationRunner
+    """Run due escalation steps, the re-scoring sweep and message delivery until stopped
+    (Ctrl-C or SIGTERM). Run as many as you like against PostgreSQL: each step runs once and
+    each message is claimed by one worker at a time."""
+    from leadwatch.escalations.jobs import make_runner
 
     settings = load_settings()
-    runner = EscalationRunner(
-        session_factory=_factory(settings),
-        runtime=_runtime(settings),
-        poll_seconds=settings.worker_poll_seconds,
-        sweep_seconds=settings.sweep_seconds,
-    )
+    runner = make_runner(settings, _factory(settings), _runtime(settings), deliver=deliver)
     if once:
         result = runner.tick()
         out.print(
             f"ran {result.ran} due steps ({result.failed} failed); swept {result.swept} leads: "
-            f"{result.started} started, {result.upgraded} moved up, {result.stopped} stopped"
+            f"{result.started} started, {result.upgraded} moved up, {result.stopped} stopped; "
+            f"delivered {result.delivered} messages ({result.dead} dead)"
         )
         return
     stop = threading.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
@@ -49,6 +50,40 @@ class Settings(BaseSettings):
     sweep_seconds: float = Field(
         default=60.0, gt=0, description="How often open leads are re-scored and re-assessed."
     )
+
+    # --- delivery ---------------------------------------------------------------------------
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset: no email.")
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "LeadWatch <leadwatch@localhost>"
+    twilio_account_sid: str | None = Field(default=None, description="Unset: no SMS.")
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    webhook_signing_secret: SecretStr | None = Field(
+        default=None, description="Signs webhook bodies; default: derived from the secret key."
+    )
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Let webhooks, Slack and SMS reach private or loopback addresses (tests).",
+    )
+    allow_http_urls: bool = Field(
+        default=False, description="Allow plain http:// outgoing URLs (development only)."
+    )
+    delivery_max_age_hours: float = Field(
+        default=24.0, gt=0, description="A message still unsent after this is a dead letter."
+    )
+    delivery_retry_seconds: float = Field(
+        default=30.0, gt=0, description="First retry delay; doubles each attempt, with jitter."
+    )
+    delivery_lease_seconds: float = Field(
+        default=120.0, gt=0, description="A worker that holds a message longer loses it."
+    )
+    sms_throttle_count: int = Field(default=5, ge=1, description="At most this many SMS...")
+    sms_throttle_minutes: float = Field(default=15.0, gt=0, description="...per recipient here.")
 
     @field_validator("default_timezone")
     @classmethod

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadwatch.config import Settings
@@ -27,6 +27,9 @@ from leadwatch.escalations import settings as settings_service
 from leadwatch.escalations.models import Escalation
 from leadwatch.leads.models import Lead
 from leadwatch.leads.scoring import CLOSED_STATUSES, ActiveModel, score_leads
+from leadwatch.notifications.dispatcher import Dispatcher
+from leadwatch.notifications.models import OutboxMessage
+from leadwatch.notifications.templates import TemplateSet
 from leadwatch.prediction.artifacts import installation_key
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class RuntimeSource:
         self.active_model = active_model
         self.reuse_seconds = reuse_seconds
         self._key: bytes | None = None
+        self.templates = TemplateSet(settings.home / "templates")
         self._cached: tuple[float, int, settings_service.Config] | None = None
 
     @property
@@ -82,6 +86,8 @@ class RuntimeSource:
             signing_key=self.signing_key,
             public_url=self.settings.public_base_url,
             claim_link_hours=self.settings.claim_link_hours,
+            delivery_max_age_hours=self.settings.delivery_max_age_hours,
+            templates=self.templates,
         )
 
 
@@ -114,6 +120,8 @@ class TickResult:
     started: int = 0
     upgraded: int = 0
     stopped: int = 0
+    delivered: int = 0
+    dead: int = 0
 
 
 class EscalationRunner:
@@ -126,7 +134,9 @@ class EscalationRunner:
         poll_seconds: float = 0.25,
         sweep_seconds: float = 60.0,
         batch: int = 200,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
+        self.dispatcher = dispatcher
         self.session_factory = session_factory
         self.runtime = runtime
         self.clock = clock
@@ -196,25 +206,79 @@ class EscalationRunner:
             swept = self.sweep()
             result.swept, result.started = swept.swept, swept.started
             result.upgraded, result.stopped = swept.upgraded, swept.stopped
+        if self.dispatcher is not None:
+            for _ in range(50):  # drain what is due, a batch at a time, then look again
+                counts = self.dispatcher.run_once()
+                result.delivered += counts.sent
+                result.dead += counts.dead
+                if counts.claimed < self.dispatcher.batch:
+                    break
         return result
 
     def wait_seconds(self) -> float:
         """Until the next due step, at most one poll interval (new work may arrive)."""
         with unit_of_work(self.session_factory) as db_session:
             upcoming = service.next_due_at(db_session=db_session)
+            if self.dispatcher is not None:
+                sending = db_session.scalar(
+                    select(func.min(OutboxMessage.next_attempt_at)).where(
+                        OutboxMessage.status.in_(("pending", "retry"))
+                    )
+                )
+                if sending is not None and (upcoming is None or sending < upcoming):
+                    upcoming = sending
         if upcoming is None:
             return self.poll_seconds
         return max(0.0, min(self.poll_seconds, (upcoming - self.clock()).total_seconds()))
 
     def serve_forever(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.tick()
-                pause = self.wait_seconds()
-            except Exception:  # the database may be restarting: keep trying
-                log.exception("escalation runner tick failed; retrying")
-                pause = 5.0
-            stop.wait(pause)
+        try:
+            while not stop.is_set():
+                try:
+                    self.tick()
+                    pause = self.wait_seconds()
+                except Exception:  # the database may be restarting: keep trying
+                    log.exception("escalation runner tick failed; retrying")
+                    pause = 5.0
+                stop.wait(pause)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+
+
+def make_runner(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    runtime: RuntimeSource,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+    deliver: bool = True,
+) -> EscalationRunner:
+    """The worker's loop: due escalation steps, the sweep, and (``deliver``) the dispatcher,
+    whose dead letters send the escalation step to its fallback recipients."""
+    from leadwatch.notifications.jobs import build_dispatcher
+
+    def on_dead(db_session: Session, message_id: int, now: datetime) -> None:
+        service.on_delivery_dead(
+            db_session=db_session, message_id=message_id, runtime=runtime(db_session), now=now
+        )
+
+    dispatcher = (
+        build_dispatcher(settings, session_factory, on_dead=on_dead, clock=clock)
+        if deliver
+        else None
+    )
+    return EscalationRunner(
+        session_factory=session_factory,
+        runtime=runtime,
+        clock=clock,
+        poll_seconds=settings.worker_poll_seconds,
+        sweep_seconds=settings.sweep_seconds,
+        dispatcher=dispatcher,
+    )
 
 
 def watched_leads(*, db_session: Session, now: datetime, watch_hours: float) -> list[int]:

@@ -80,6 +80,8 @@ class EscalationDecision(Base):
     recipients: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     after_hours: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when every message of this step died and the fallback recipients were told.
+    fell_back: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ClaimUse(Base):

@@ -13,6 +13,7 @@ runs nothing.
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,13 +30,14 @@ from leadwatch.core.leads import EventType, LeadEventIn
 from leadwatch.core.policy import SEVERITY, LeadFacts, Level, Plan, Thresholds
 from leadwatch.escalations import claims
 from leadwatch.escalations.document import plan_from_json, plan_to_json
-from leadwatch.escalations.messages import LeadCard, compose
+from leadwatch.escalations.messages import LeadCard
 from leadwatch.escalations.models import ClaimUse, Escalation, EscalationDecision
 from leadwatch.escalations.settings import Config
 from leadwatch.leads import service as lead_service
 from leadwatch.leads.models import Dealership, Lead
 from leadwatch.leads.store import IN_BATCH
 from leadwatch.notifications.models import OutboxMessage
+from leadwatch.notifications.templates import TemplateSet, message_context
 
 LIVE = (Status.ACTIVE.value, Status.CLAIMED.value)
 LeadRow = Any  # a result row of _LEAD_COLUMNS (typed Rows are invariant and unwieldy here)
@@ -59,6 +61,8 @@ class Runtime:
     signing_key: bytes
     public_url: str
     claim_link_hours: float = 24.0
+    delivery_max_age_hours: float = 24.0
+    templates: TemplateSet = field(default_factory=TemplateSet)
 
 
 @dataclass
@@ -251,6 +255,7 @@ def _record(
             ],
             "fallback": decision.fallback,
             "after_hours": decision.after_hours,
+            "fell_back": False,
         },
     ).scalar_one()
     if decision.deliveries:
@@ -282,11 +287,19 @@ def _messages(
                 expires_at=expires,
             )
             url = links[delivery.person] = f"{runtime.public_url.rstrip('/')}/claim/{token}"
-        subject, body = compose(
-            card, level=level, delivery=delivery, claim_url=url, now=decision.at
+        context = message_context(
+            card, level=level, claim_url=url, now=decision.at, recipient_name=delivery.name
         )
+        rendered = runtime.templates.render(
+            channel=delivery.channel.value, level=level, context=context
+        )
+        subject, body = rendered.subject, rendered.text
         rows.append(
             {
+                "idempotency_key": uuid.uuid4().hex,
+                "html": rendered.html,
+                "data": _message_data(card, level=level, claim_url=url, now=decision.at),
+                "expires_at": decision.at + timedelta(hours=runtime.delivery_max_age_hours),
                 "escalation_id": escalation_id,
                 "decision_id": decision_id,
                 "lead_id": lead_id,
@@ -304,6 +317,25 @@ def _messages(
             }
         )
     return rows
+
+
+def _message_data(card: LeadCard, *, level: str, claim_url: str, now: datetime) -> dict[str, Any]:
+    """The facts channels format themselves (Slack blocks, webhook JSON)."""
+    return {
+        "lead_id": card.lead_id,
+        "customer": card.customer,
+        "vehicle": card.vehicle,
+        "dealership": card.dealership,
+        "source": card.source,
+        "rep": card.rep,
+        "level": level,
+        "probability": card.probability,
+        "horizon_days": card.horizon_days,
+        "factors": list(card.factors),
+        "created_at": card.created_at.isoformat(),
+        "waited_minutes": round(max(0.0, (now - card.created_at).total_seconds()) / 60, 1),
+        "claim_url": claim_url,
+    }
 
 
 # ---- watching leads: start, upgrade, stop ---------------------------------------------------
@@ -671,10 +703,13 @@ def on_delivery_dead(
     ).all()
     if any(status != "dead" for status in siblings):
         return None
-    step_decision = db_session.get(EscalationDecision, message.decision_id)
-    if step_decision is None or step_decision.fallback:
-        return None
-    esc = _locked(db_session, message.escalation_id)
+    esc = _locked(db_session, message.escalation_id)  # one caller at a time per escalation
+    step_decision = db_session.get(EscalationDecision, message.decision_id, populate_existing=True)
+    if step_decision is None or step_decision.fallback or step_decision.fell_back:
+        return None  # a fallback's own failure, or this step has fallen back already
+    if esc.status == Status.STOPPED.value:
+        return None  # the lead was reached meanwhile
+    step_decision.fell_back = True
     lead = _read_leads(db_session, [esc.lead_id])[esc.lead_id]
     decision = engine.fallback(
         state_of(esc),

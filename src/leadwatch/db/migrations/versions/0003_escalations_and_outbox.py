@@ -1,8 +1,8 @@
-"""escalations and outbox
+"""escalations, outbox and delivery
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-25 23:12:21.365851
+Create Date: 2026-11-25 23:41:30.508371
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def upgrade() -> None:
         sa.Column("recipients", sa.JSON(), nullable=False),
         sa.Column("fallback", sa.Boolean(), nullable=False),
         sa.Column("after_hours", sa.Boolean(), nullable=False),
+        sa.Column("fell_back", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["escalation_id"],
             ["escalations.id"],
@@ -140,19 +141,31 @@ def upgrade() -> None:
             "decision_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.Column("lead_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=64), nullable=False),
         sa.Column("channel", sa.String(length=12), nullable=False),
         sa.Column("recipient", sa.String(length=200), nullable=False),
         sa.Column("recipient_name", sa.String(length=200), nullable=False),
         sa.Column("address", sa.String(length=500), nullable=False),
         sa.Column("subject", sa.String(length=300), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("html", sa.Text(), nullable=True),
+        sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("level", sa.String(length=10), nullable=True),
         sa.Column("status", sa.String(length=10), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("run_token", sa.String(length=32), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("dead_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("provider_id", sa.String(length=64), nullable=True),
+        sa.Column("delivery_status", sa.String(length=20), nullable=True),
+        sa.Column(
+            "folded_into_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["decision_id"],
             ["escalation_decisions.id"],
@@ -166,6 +179,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_outbox_idempotency_key")),
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_outbox_channel"), ["channel"], unique=False)
@@ -174,15 +188,84 @@ def upgrade() -> None:
             batch_op.f("ix_outbox_escalation_id"), ["escalation_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_outbox_lead_id"), ["lead_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_outbox_provider_id"), ["provider_id"], unique=False)
+        batch_op.create_index(
+            "ix_outbox_recipient_channel_sent", ["recipient", "channel", "sent_at"], unique=False
+        )
         batch_op.create_index("ix_outbox_status_next", ["status", "next_attempt_at"], unique=False)
+
+    op.create_table(
+        "delivery_attempts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "message_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("channel", sa.String(length=12), nullable=False),
+        sa.Column("recipient", sa.String(length=200), nullable=False),
+        sa.Column("outcome", sa.String(length=10), nullable=False),
+        sa.Column("code", sa.String(length=20), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("latency_ms", sa.Double(), nullable=False),
+        sa.Column("worker", sa.String(length=100), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["outbox.id"],
+            name=op.f("fk_delivery_attempts_message_id_outbox"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_attempts")),
+    )
+    with op.batch_alter_table("delivery_attempts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_delivery_attempts_at"), ["at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_delivery_attempts_message_id"), ["message_id"], unique=False
+        )
+
+    op.create_table(
+        "inbox",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("person", sa.String(length=200), nullable=False),
+        sa.Column(
+            "message_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("lead_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("level", sa.String(length=10), nullable=True),
+        sa.Column("title", sa.String(length=300), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["outbox.id"],
+            name=op.f("fk_inbox_message_id_outbox"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox")),
+        sa.UniqueConstraint("message_id", name=op.f("uq_inbox_message_id")),
+    )
+    with op.batch_alter_table("inbox", schema=None) as batch_op:
+        batch_op.create_index("ix_inbox_person_read", ["person", "read_at"], unique=False)
 
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("inbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbox_person_read")
+
+    op.drop_table("inbox")
+    with op.batch_alter_table("delivery_attempts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_delivery_attempts_message_id"))
+        batch_op.drop_index(batch_op.f("ix_delivery_attempts_at"))
+
+    op.drop_table("delivery_attempts")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_status_next")
+        batch_op.drop_index("ix_outbox_recipient_channel_sent")
+        batch_op.drop_index(batch_op.f("ix_outbox_provider_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_lead_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_escalation_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_decision_id"))

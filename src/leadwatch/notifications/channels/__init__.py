@@ -1,0 +1,1 @@
+"""Delivery channels: one small typed class per channel behind the `Channel` protocol."""
