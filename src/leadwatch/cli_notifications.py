@@ -156,7 +156,8 @@ def test_webhook(url: Annotated[str, typer.Argument(help="The receiver's URL.")]
     """Send a signed test event to a webhook receiver and show its answer."""
     from leadwatch.notifications.channels.webhook import WebhookChannel
 
-    result = WebhookChannel.from_settings(load_settings()).send_test_event(url)
+    with WebhookChannel.from_settings(load_settings()) as channel:  # closes its connection pool
+        result = channel.send_test_event(url)
     out.print(escape(f"{result.outcome.value} ({result.code or '-'}): {result.detail}"))
     if result.outcome.value != "sent":
         raise typer.Exit(1)

@@ -232,8 +232,8 @@ def webhook_test(body: WebhookTest, settings: SettingsDep) -> dict[str, Any]:
     """Send a signed test event to a URL, to check a receiver before relying on it."""
     from leadwatch.notifications.channels.webhook import WebhookChannel
 
-    channel = WebhookChannel.from_settings(settings)
-    result = channel.send_test_event(body.url)
+    with WebhookChannel.from_settings(settings) as channel:  # closes its connection pool
+        result = channel.send_test_event(body.url)
     return {"outcome": result.outcome.value, "code": result.code, "detail": result.detail}
 
 

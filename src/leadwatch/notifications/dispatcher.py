@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, or_, select, update
@@ -278,16 +279,12 @@ class Dispatcher:
         with unit_of_work(self.session_factory) as db_session:
             if attempts:
                 db_session.execute(ATTEMPTS.insert(), attempts)
-            for change in updates:  # few columns differ per row: one statement each
-                names = [k for k in change if not k.startswith("b_")]
-                statement = (
-                    update(OUTBOX)
-                    .where(
-                        OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.run_token == bindparam("b_token")
-                    )
-                    .values({name: bindparam(name) for name in names})
-                )
-                db_session.execute(statement, change)
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for change in updates:  # rows with the same columns to set share one statement
+                names = tuple(sorted(k for k in change if not k.startswith("b_")))
+                groups.setdefault(names, []).append(change)
+            for names, changes in groups.items():
+                db_session.execute(_update_statement(names), changes)
             if self.on_dead is not None:
                 for message_id in dead:
                     self.on_dead(db_session, message_id, now)
@@ -317,6 +314,16 @@ class Dispatcher:
             return min(timedelta(seconds=asked), MAX_BACKOFF)
         step = self.retry_seconds * 2 ** max(0, attempts - 1)
         return min(timedelta(seconds=step * random.uniform(0.5, 1.0)), MAX_BACKOFF)
+
+
+@lru_cache(maxsize=64)
+def _update_statement(names: tuple[str, ...]) -> Any:
+    """UPDATE outbox SET <names> WHERE id = :b_id AND run_token = :b_token, built once."""
+    return (
+        update(OUTBOX)
+        .where(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.run_token == bindparam("b_token"))
+        .values({name: bindparam(name) for name in names})
+    )
 
 
 def _outgoing(row: Mapping[str, Any]) -> OutgoingMessage:

@@ -30,7 +30,8 @@ def build_channels(
     unconfigured: dict[str, str] = {}
     factories: dict[str, Callable[[Settings], Channel]] = {
         "email": EmailChannel.from_settings,
-        "sms": TwilioSmsChannel.from_settings,
+        # Delivery receipts come back to LEADWATCH_PUBLIC_URL when it is set.
+        "sms": lambda s: TwilioSmsChannel.from_settings(s, status_callbacks=True),
         "slack": SlackChannel.from_settings,
         "webhook": WebhookChannel.from_settings,
     }
