@@ -20,7 +20,7 @@ from leadwatch.db.engine import unit_of_work
 from leadwatch.escalations.models import ClaimUse, Escalation
 from tests.integration.escalation_support import OPEN_TUESDAY, World, make_world
 
-LINK = re.compile(r"Claim it: (\S+)$", re.MULTILINE)
+LINK = re.compile(r"(https?://[^\s|>]+/claim/[^\s|>]+)")  # in every channel's wording
 
 
 @pytest.fixture
