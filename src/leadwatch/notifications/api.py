@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadwatch.deps import ClockDep, SessionDep, SettingsDep, require_token
@@ -267,22 +268,31 @@ async def sms_status(request: Request, settings: SettingsDep, clock: ClockDep) -
     if token is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "SMS is not configured")
     form = {k: str(v) for k, v in (await request.form()).items()}
-    url = f"{settings.public_base_url}{request.url.path}"
+    # Twilio signs the whole URL it was given, query string included.
+    query = f"?{request.url.query}" if request.url.query else ""
+    url = f"{settings.public_base_url}{request.url.path}{query}"
     signature = request.headers.get("X-Twilio-Signature", "")
     if not check_twilio_signature(token.get_secret_value(), url, form, signature):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "bad or missing X-Twilio-Signature")
-    receipt = parse_status_callback(form)
+    try:
+        receipt = parse_status_callback(form)
+    except ValueError as exc:  # signed, yet not a status callback: the caller's mistake
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     factory = request.app.state.session_factory
     runtime = request.app.state.escalation_runtime
+    await run_in_threadpool(_record_receipt, factory, runtime, receipt, clock())
+    return Response(status_code=204)
+
+
+def _record_receipt(factory: Any, runtime: Any, receipt: dict[str, Any], now: datetime) -> None:
+    """The database side of a receipt (blocking work, off the event loop)."""
     from leadwatch.db.engine import unit_of_work
     from leadwatch.escalations import service as escalation_service
 
     with unit_of_work(factory) as db_session:
-        now = clock()
         message, died = service.record_sms_receipt(db_session=db_session, receipt=receipt, now=now)
         if message is not None and died:
             db_session.flush()
             escalation_service.on_delivery_dead(
                 db_session=db_session, message_id=message.id, runtime=runtime(db_session), now=now
             )
-    return Response(status_code=204)

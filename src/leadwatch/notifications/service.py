@@ -123,8 +123,10 @@ def record_sms_receipt(
     undelivered one becomes a dead letter; the second value says it just did (the caller then
     runs the fallback)."""
     message = db_session.scalars(
-        select(OutboxMessage).where(OutboxMessage.provider_id == receipt["sid"])
-    ).one_or_none()
+        select(OutboxMessage).where(
+            OutboxMessage.channel == "sms", OutboxMessage.provider_id == receipt["sid"]
+        )
+    ).first()
     if message is None:
         return None, False
     message.delivery_status = str(receipt["status"])[:20]
