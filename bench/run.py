@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_delivery  # noqa: E402
 import bench_escalation  # noqa: E402
 import bench_import  # noqa: E402
 import bench_predict  # noqa: E402
@@ -45,8 +46,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the import file")
     parser.add_argument(
         "--only",
-        default="import,predict,escalation",
-        help="comma-separated benchmarks: import, predict, escalation",
+        default="import,predict,escalation,delivery",
+        help="comma-separated benchmarks: import, predict, escalation, delivery",
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
@@ -64,6 +65,10 @@ def main() -> None:
     if "escalation" in args.only.split(","):
         escalations = bench_escalation.run(args.backends.split(","))
 
+    deliveries: list[dict[str, object]] = []
+    if "delivery" in args.only.split(","):
+        deliveries = bench_delivery.run(args.backends.split(","))
+
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     previous = out / "latest.json"
@@ -72,12 +77,14 @@ def main() -> None:
         records = records or earlier.get("results", [])
         predictions = predictions or earlier.get("prediction", [])
         escalations = escalations or earlier.get("escalation", [])
+        deliveries = deliveries or earlier.get("delivery", [])
     report = {
         "machine": machine(),
         "date": datetime.now(UTC).date().isoformat(),
         "results": records,
         "prediction": predictions,
         "escalation": escalations,
+        "delivery": deliveries,
     }
     (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nMachine: {report['machine']}; date: {report['date']}\n")
@@ -88,7 +95,7 @@ def main() -> None:
             f"| {r['benchmark']} | {r['backend']} | {r['rows']:,} | {r['seconds']} "
             f"| {r['rows_per_second']:,} | {r['peak_mb']} MB |"
         )
-    for p in [*predictions, *escalations]:
+    for p in [*predictions, *escalations, *deliveries]:
         print(f"- {json.dumps(p)}")
 
 

@@ -181,6 +181,8 @@ class EscalationRunner:
         with unit_of_work(self.session_factory) as db_session:
             watch_hours = settings_service.load(db_session=db_session).rules.watch_hours
             ids = watched_leads(db_session=db_session, now=now, watch_hours=watch_hours)
+        if not ids:
+            return result  # nothing to watch: no need to load the model either
         predictor = self.runtime.active_model.get()
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
@@ -201,19 +203,25 @@ class EscalationRunner:
 
     def tick(self) -> TickResult:
         result = self.run_due()
+        if self.dispatcher is not None:  # messages first: they are already late
+            self._deliver(result)
         if time.monotonic() - self._last_sweep >= self.sweep_seconds:
             self._last_sweep = time.monotonic()
             swept = self.sweep()
             result.swept, result.started = swept.swept, swept.started
             result.upgraded, result.stopped = swept.upgraded, swept.stopped
         if self.dispatcher is not None:
-            for _ in range(50):  # drain what is due, a batch at a time, then look again
-                counts = self.dispatcher.run_once()
-                result.delivered += counts.sent
-                result.dead += counts.dead
-                if counts.claimed < self.dispatcher.batch:
-                    break
+            self._deliver(result)  # and what the sweep's new steps just wrote
         return result
+
+    def _deliver(self, result: TickResult) -> None:
+        assert self.dispatcher is not None
+        for _ in range(50):  # drain what is due, a batch at a time, then look again
+            counts = self.dispatcher.run_once()
+            result.delivered += counts.sent
+            result.dead += counts.dead
+            if counts.claimed < self.dispatcher.batch:
+                break
 
     def wait_seconds(self) -> float:
         """Until the next due step, at most one poll interval (new work may arrive)."""
