@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import pytest
 
 from leadwatch import __version__
@@ -274,7 +273,7 @@ def test_a_refused_connection_is_retried(webhook: WebhookChannel) -> None:
         bound.bind(("127.0.0.1", 0))
         port = bound.getsockname()[1]
         result = webhook.send(message(f"http://127.0.0.1:{port}/hook"))
-    assert result.outcome is Outcome.RETRY and "ConnectError" in result.detail
+    assert result.outcome is Outcome.RETRY and "ConnectionRefusedError" in result.detail
 
 
 def test_the_url_guard_runs_before_any_request(server: ScriptedServer) -> None:
@@ -562,9 +561,9 @@ def test_twilio_signatures() -> None:
     assert not check_twilio_signature(TOKEN, callback, form, "ünicode-garbage")
 
 
-def test_a_borrowed_client_is_used_and_left_open(server: ScriptedServer) -> None:
-    with httpx.Client() as client:
-        with SlackChannel(timeout=5, allow_private=True, allow_http=True, client=client) as slack:
+def test_connections_are_kept_alive_and_the_user_agent_is_sent(server: ScriptedServer) -> None:
+    with SlackChannel(timeout=5, allow_private=True, allow_http=True) as slack:
+        for _ in range(3):
             assert slack.send(message(server.url + "/s")).outcome is Outcome.SENT
-        assert not client.is_closed
+    assert len(server.requests) == 3
     assert server.requests[0].headers["user-agent"] == f"LeadWatch/{__version__}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import socket
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,10 +18,9 @@ from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
 
-import httpx
-
 from leadwatch import __version__
 from leadwatch.notifications.channels.base import DeliveryResult, Outcome
+from leadwatch.notifications.channels.transport import Transport, TransportError, encode
 from leadwatch.notifications.urlguard import Resolver, UnsafeURLError, check_url
 
 USER_AGENT = f"LeadWatch/{__version__}"
@@ -62,7 +60,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 def post(
-    client: httpx.Client,
+    transport: Transport,
     url: str,
     *,
     allow_private: bool,
@@ -70,34 +68,33 @@ def post(
     timeout: float,
     provider_id: Callable[[bytes], str | None] | None = None,
     resolve: Resolver = socket.getaddrinfo,
+    headers: Mapping[str, str] | None = None,
     **kwargs: Any,
 ) -> DeliveryResult:
     """POST to `url` after the URL guard and say how it went; never raises for a failed send.
 
     `provider_id` reads the other side's id for the message (e.g. Twilio's SID) from a 2xx
-    body. `kwargs` go to `httpx.Client.stream` (json=, content=, data=, headers=, auth=).
+    body. `kwargs` say what to send: `content=` bytes, `json=` a value or `data=` a form, and
+    `auth=` (user, password) for basic authentication.
     """
     try:
         check_url(url, allow_private=allow_private, allow_http=allow_http, resolve=resolve)
     except UnsafeURLError as exc:
         outcome = Outcome.RETRY if exc.temporary else Outcome.PERMANENT
         return DeliveryResult(outcome, f"refused: {exc}")
-    deadline = time.monotonic() + timeout
+    body, sent_headers = encode(headers=headers, **kwargs)
     try:
-        with client.stream(
-            "POST", url, timeout=timeout, follow_redirects=False, **kwargs
-        ) as response:
-            body = _read_some(response, deadline)
-    except httpx.TimeoutException as exc:
-        return DeliveryResult(Outcome.RETRY, f"timed out after {timeout:g}s ({_name(exc)})")
-    except httpx.TransportError as exc:  # refused, reset, DNS, protocol errors
-        return DeliveryResult(Outcome.RETRY, f"connection failed: {_name(exc)}: {exc}"[:400])
-    except httpx.InvalidURL:
+        answer = transport.post(url, body=body, headers=sent_headers, timeout=timeout)
+    except TransportError as exc:
+        if exc.timeout:
+            return DeliveryResult(Outcome.RETRY, f"timed out after {timeout:g}s")
+        return DeliveryResult(Outcome.RETRY, f"connection failed: {exc}"[:400])
+    except ValueError:
         return DeliveryResult(Outcome.PERMANENT, "refused: the URL is not valid")
-    status = response.status_code
-    outcome, retry_after = classify_response(status, response.headers)
-    detail = f"HTTP {status} {response.reason_phrase}".rstrip()
-    text = " ".join(body.decode("utf-8", "replace").split())  # one line, whatever was sent
+    status = answer.status
+    outcome, retry_after = classify_response(status, answer.headers)
+    detail = f"HTTP {status} {answer.reason}".rstrip()
+    text = " ".join(answer.body.decode("utf-8", "replace").split())  # one line, whatever came
     if text:
         detail += f": {text[:DETAIL_CHARS]}"
     return DeliveryResult(
@@ -105,40 +102,32 @@ def post(
         detail,
         code=str(status),
         retry_after=retry_after,
-        provider_id=provider_id(body) if provider_id and outcome is Outcome.SENT else None,
+        provider_id=provider_id(answer.body) if provider_id and outcome is Outcome.SENT else None,
     )
 
 
 class HttpChannel:
-    """Holds the httpx client (its own, closed by `close`, or a borrowed one) and the guard."""
+    """Holds the connections (see `transport`) and the guard settings."""
 
     name: str
 
-    def __init__(
-        self,
-        *,
-        timeout: float,
-        allow_private: bool,
-        allow_http: bool,
-        client: httpx.Client | None = None,
-    ) -> None:
+    def __init__(self, *, timeout: float, allow_private: bool, allow_http: bool) -> None:
         self.timeout = timeout
         self.allow_private = allow_private
         self.allow_http = allow_http
-        self._owns_client = client is None
-        self._client = client or httpx.Client(headers={"User-Agent": USER_AGENT})
+        self._transport = Transport(read_limit=READ_LIMIT)
         self._redact: tuple[str, ...] = ()  # credentials to scrub should a server echo them
 
     def _post(
         self, url: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
     ) -> DeliveryResult:
         result = post(
-            self._client,
+            self._transport,
             url,
             allow_private=self.allow_private,
             allow_http=self.allow_http,
             timeout=self.timeout,
-            headers={"User-Agent": USER_AGENT, **(headers or {})},  # borrowed clients too
+            headers={"User-Agent": USER_AGENT, **(headers or {})},
             **kwargs,
         )
         detail = result.detail
@@ -147,8 +136,7 @@ class HttpChannel:
         return result if detail == result.detail else replace(result, detail=detail)
 
     def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
+        self._transport.close()
 
     def __enter__(self) -> Self:
         return self
@@ -162,24 +150,8 @@ class HttpChannel:
         self.close()
 
 
-def _read_some(response: httpx.Response, deadline: float) -> bytes:
-    """Up to READ_LIMIT bytes of the answer, stopping at the deadline: a hostile endpoint must
-    not make us buffer gigabytes or trickle bytes forever once the status is known."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in response.iter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= READ_LIMIT or time.monotonic() > deadline:
-                break
-    except httpx.TransportError:
-        pass  # the status line arrived; a broken body does not change what it said
-    return b"".join(chunks)[:READ_LIMIT]
-
-
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive lookup that works for httpx.Headers and plain dicts alike."""
+    """Case-insensitive lookup in a plain dict of headers."""
     return next((value for key, value in headers.items() if key.lower() == name), None)
 
 

@@ -22,8 +22,6 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, urlsplit
 
-import httpx
-
 from leadwatch.config import Settings
 from leadwatch.notifications.channels.base import (
     ChannelNotConfiguredError,
@@ -60,11 +58,8 @@ class TwilioSmsChannel(HttpChannel):
         timeout: float,
         allow_private: bool,
         allow_http: bool,
-        client: httpx.Client | None = None,
     ) -> None:
-        super().__init__(
-            timeout=timeout, allow_private=allow_private, allow_http=allow_http, client=client
-        )
+        super().__init__(timeout=timeout, allow_private=allow_private, allow_http=allow_http)
         self._auth = (account_sid, auth_token)
         basic = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self._redact = (auth_token, basic)

@@ -18,8 +18,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from leadwatch.config import Settings
 from leadwatch.notifications.channels.base import DeliveryResult, OutgoingMessage
 from leadwatch.notifications.channels.http import USER_AGENT, HttpChannel
@@ -72,13 +70,10 @@ class WebhookChannel(HttpChannel):
         timeout: float,
         allow_private: bool,
         allow_http: bool,
-        client: httpx.Client | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the webhook signing secret is empty")
-        super().__init__(
-            timeout=timeout, allow_private=allow_private, allow_http=allow_http, client=client
-        )
+        super().__init__(timeout=timeout, allow_private=allow_private, allow_http=allow_http)
         self._secret = secret
 
     @classmethod
