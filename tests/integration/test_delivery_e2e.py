@@ -207,3 +207,38 @@ def test_a_worker_killed_mid_run_loses_nothing(
     assert len(received) >= total  # repeats allowed, each with its message's own key
     with unit_of_work(session_factory) as db_session:
         assert service.counts_by_status(db_session=db_session) == {"sent": total}
+
+
+def test_a_step_whose_deliveries_all_fail_for_good_falls_back_through_the_worker(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    from leadwatch.escalations.document import EscalationSettings
+    from leadwatch.escalations.jobs import make_runner
+    from tests.integration.escalation_support import staffed_document
+
+    world = make_world(session_factory, settings, OPEN_TUESDAY)  # no SMTP configured
+    policies = EscalationSettings().model_dump(mode="json")["policies"]
+    policies["medium"] = {
+        "steps": [{"delay_minutes": 0, "recipients": ["rep"], "channels": ["email"]}]
+    }
+    world.save_settings(
+        staffed_document(
+            policies=policies, fallback_recipients=["general_manager"], fallback_channels=["in_app"]
+        )
+    )
+    lead = world.add_lead("FB-1", probability=0.25)
+    world.watch(lead)
+    runner = make_runner(settings, session_factory, world.runtime, clock=world.clock)
+    try:
+        runner.tick()  # the email is dead at once (no SMTP); the fallback goes in-app
+    finally:
+        runner.close()
+    esc = world.escalation(lead)
+    log = world.decisions(esc.id)
+    assert [d.action for d in log] == ["start", "notify", "notify"]
+    assert log[-1].fallback and "every delivery of step 1 failed permanently" in log[-1].reason
+    with unit_of_work(session_factory) as db_session:
+        [mail] = service.list_messages(db_session=db_session, channel="email")
+        assert mail.status == "dead" and "LEADWATCH_SMTP_HOST" in (mail.last_error or "")
+        items, unread = service.inbox(db_session=db_session, person="gina")
+        assert unread == 1 and "FB-1" in items[0].title
