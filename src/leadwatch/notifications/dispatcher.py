@@ -171,7 +171,7 @@ class Dispatcher:
         groups: dict[tuple[str, str], list[_Claimed]] = {}
         for item in claimed:
             rule = self.throttles.get(item.row["channel"])
-            if rule is None:
+            if rule is None or item.row["channel"] not in self.channels:  # dead anyway: alone
                 ready.append(item)
             else:
                 groups.setdefault((item.row["channel"], item.row["recipient"]), []).append(item)
