@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="First retry delay; doubles each attempt, with jitter."
     )
     delivery_lease_seconds: float = Field(
-        default=120.0, gt=0, description="A worker that holds a message longer loses it."
+        default=300.0, gt=0, description="A worker that holds a message longer loses it."
     )
     sms_throttle_count: int = Field(default=5, ge=1, description="At most this many SMS...")
     sms_throttle_minutes: float = Field(default=15.0, gt=0, description="...per recipient here.")

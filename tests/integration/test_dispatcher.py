@@ -335,3 +335,60 @@ def test_outbox_listing_filters_by_status(
         rows = service.list_messages(db_session=db_session, status=status)
         assert len(rows) == (2 if status == "pending" else 0)
         assert service.counts_by_status(db_session=db_session) == {"pending": 2}
+
+
+def test_messages_waiting_behind_a_carrier_that_failed_wait_for_their_own_turn(
+    session_factory: sessionmaker[Session],
+) -> None:
+    clock = Clock(NOW)
+    busy = DeliveryResult(Outcome.RETRY, "503", code="503")
+    channel = Scripted("sms", {"+15550100001": [busy, DeliveryResult(Outcome.SENT, "ok")]})
+    worker = dispatcher(session_factory, clock, channel, throttles=[Throttle("sms", 5, 15)])
+    add_messages(session_factory, 3, channel="sms", address="+15550100001")
+    counts = worker.run_once()
+    assert (counts.retried, counts.folded) == (1, 2)
+    assert statuses(session_factory) == Counter({"retry": 1, "pending": 2})  # none lost
+    clock.advance(hours=1)
+    counts = worker.run_once()
+    worker.close()
+    assert (counts.sent, counts.folded) == (1, 2)
+    assert statuses(session_factory) == Counter({"sent": 1, "folded": 2})
+    with unit_of_work(session_factory) as db_session:
+        [carrier] = service.list_messages(db_session=db_session, status="sent")
+        assert "Also waiting (2)" in carrier.body  # what was sent is what is stored
+
+
+def test_an_expired_message_is_a_dead_letter_without_being_sent(
+    session_factory: sessionmaker[Session],
+) -> None:
+    clock = Clock(NOW + timedelta(hours=2))
+    channel = Scripted("email")
+    dead: list[int] = []
+    [message_id] = add_messages(session_factory, 1, expires_hours=1)
+    worker = dispatcher(
+        session_factory, clock, channel, on_dead=lambda _s, mid, _now: dead.append(mid)
+    )
+    assert worker.run_once().dead == 1
+    worker.close()
+    assert channel.sent == [] and dead == [message_id]
+    with unit_of_work(session_factory) as db_session:
+        row = db_session.get(OutboxMessage, message_id)
+        assert row is not None and row.last_error == "expired before it could be sent"
+
+
+def test_a_failing_fallback_does_not_undo_the_batch(session_factory: sessionmaker[Session]) -> None:
+    clock = Clock(NOW)
+    refused = DeliveryResult(Outcome.PERMANENT, "550 no such user", code="550")
+    channel = Scripted("email", {"gone@example.com": [refused]})
+    add_messages(session_factory, 1)
+    add_messages(session_factory, 1, address="gone@example.com")
+
+    def broken(_session: Session, _message_id: int, _now: datetime) -> None:
+        raise RuntimeError("fallback blew up")
+
+    worker = dispatcher(session_factory, clock, channel, on_dead=broken)
+    counts = worker.run_once()
+    worker.close()
+    assert (counts.sent, counts.dead) == (1, 1)
+    assert statuses(session_factory) == Counter({"sent": 1, "dead": 1})
+    assert len(channel.sent) == 2

@@ -384,3 +384,16 @@ def test_the_sweep_starts_chains_for_watched_leads_and_skips_old_ones(world: Wor
     with unit_of_work(world.factory) as db_session:
         leads = db_session.scalars(select(Escalation.lead_id)).all()
     assert leads == [fresh] and old not in leads
+
+
+def test_a_fallback_a_dead_worker_left_unsent_is_repaired_by_the_sweep(world: World) -> None:
+    lead = world.add_lead("RP-1", probability=0.05)  # critical: six messages at once
+    world.watch(lead)
+    esc = world.escalation(lead)
+    with unit_of_work(world.factory) as db_session:
+        db_session.execute(update(OutboxMessage).values(status="dead"))  # ...and then it died
+    assert world.runner().repair() == 1
+    assert world.runner().repair() == 0  # once
+    log = world.decisions(esc.id)
+    assert log[-1].fallback and "every delivery of step 1 failed permanently" in log[-1].reason
+    assert world.escalation(lead).status == "active"  # a fallback changes nothing else

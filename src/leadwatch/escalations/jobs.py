@@ -170,7 +170,11 @@ class EscalationRunner:
                 result.failed += 1
                 with unit_of_work(self.session_factory) as db_session:
                     service.postpone(
-                        db_session=db_session, escalation_id=escalation_id, now=now, error=str(exc)
+                        db_session=db_session,
+                        escalation_id=escalation_id,
+                        token=token,
+                        now=now,
+                        error=str(exc),
                     )
         return result
 
@@ -186,20 +190,33 @@ class EscalationRunner:
         predictor = self.runtime.active_model.get()
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
-            with unit_of_work(self.session_factory) as db_session:
-                if predictor is not None:
-                    score_leads(db_session=db_session, lead_ids=part, predictor=predictor, now=now)
-                counts = service.watch(
-                    db_session=db_session,
-                    lead_ids=part,
-                    runtime=self.runtime(db_session),
-                    now=now,
-                )
+            try:
+                with unit_of_work(self.session_factory) as db_session:
+                    if predictor is not None:
+                        score_leads(
+                            db_session=db_session, lead_ids=part, predictor=predictor, now=now
+                        )
+                    counts = service.watch(
+                        db_session=db_session,
+                        lead_ids=part,
+                        runtime=self.runtime(db_session),
+                        now=now,
+                    )
+            except Exception:  # one bad chunk must not stop the others, every minute
+                log.exception("sweep: %d leads from id %d failed", len(part), part[0])
+                continue
             result.swept += len(part)
             result.started += counts.started
             result.upgraded += counts.upgraded
             result.stopped += counts.stopped
         return result
+
+    def repair(self) -> int:
+        """Fallbacks a dead worker left unsent (see `service.repair_fallbacks`)."""
+        with unit_of_work(self.session_factory) as db_session:
+            return service.repair_fallbacks(
+                db_session=db_session, runtime=self.runtime(db_session), now=self.clock()
+            )
 
     def tick(self) -> TickResult:
         result = self.run_due()
@@ -207,6 +224,8 @@ class EscalationRunner:
             self._deliver(result)
         if time.monotonic() - self._last_sweep >= self.sweep_seconds:
             self._last_sweep = time.monotonic()
+            if self.dispatcher is not None:
+                self.repair()
             swept = self.sweep()
             result.swept, result.started = swept.swept, swept.started
             result.upgraded, result.stopped = swept.upgraded, swept.stopped

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -613,14 +613,26 @@ def run_locked_step(
 
 
 def postpone(
-    *, db_session: Session, escalation_id: int, now: datetime, error: str, minutes: float = 1.0
-) -> None:
-    """A step that raised is logged and tried again later, instead of blocking the queue."""
-    esc = db_session.get(Escalation, escalation_id)
-    if esc is None:
-        return
-    esc.due_at = now + timedelta(minutes=minutes)
-    esc.updated_at = now
+    *,
+    db_session: Session,
+    escalation_id: int,
+    token: str,
+    now: datetime,
+    error: str,
+    minutes: float = 1.0,
+) -> bool:
+    """A step that raised is logged and tried again later, instead of blocking the queue.
+    Only if nobody ran it meanwhile (the run token read is still there)."""
+    moved = db_session.execute(
+        update(Escalation)
+        .where(Escalation.id == escalation_id, Escalation.run_token == token)
+        .values(due_at=now + timedelta(minutes=minutes), updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(moved, "rowcount", 0) != 1:
+        return False
+    esc = db_session.get(Escalation, escalation_id, populate_existing=True)
+    assert esc is not None
     db_session.add(
         EscalationDecision(
             escalation_id=esc.id,
@@ -634,6 +646,7 @@ def postpone(
             recipients=[],
         )
     )
+    return True
 
 
 # ---- claims ---------------------------------------------------------------------------------
@@ -698,12 +711,16 @@ def on_delivery_dead(
     message = db_session.get(OutboxMessage, message_id)
     if message is None or message.decision_id is None or message.escalation_id is None:
         return None
+    # Lock first, then look: two workers declaring the last two messages dead at once must
+    # not each see the other's as still sending (the second re-reads after the first).
+    esc = _locked(db_session, message.escalation_id)
     siblings = db_session.scalars(
-        select(OutboxMessage.status).where(OutboxMessage.decision_id == message.decision_id)
+        select(OutboxMessage.status)
+        .where(OutboxMessage.decision_id == message.decision_id)
+        .execution_options(populate_existing=True)
     ).all()
     if any(status != "dead" for status in siblings):
         return None
-    esc = _locked(db_session, message.escalation_id)  # one caller at a time per escalation
     step_decision = db_session.get(EscalationDecision, message.decision_id, populate_existing=True)
     if step_decision is None or step_decision.fallback or step_decision.fell_back:
         return None  # a fallback's own failure, or this step has fallen back already
@@ -719,8 +736,44 @@ def on_delivery_dead(
         now=now,
         failed_step=step_decision.step or 0,
     )
-    _apply(db_session, esc, decision, lead=lead, runtime=runtime)
+    # A fallback changes nothing in the chain: log it and send it, and leave the state (and
+    # an ended chain's end record) as it is.
+    _record(
+        db_session,
+        esc.id,
+        esc.lead_id,
+        esc.level,
+        step_decision.cycle,
+        decision,
+        lead=lead,
+        runtime=runtime,
+    )
     return decision
+
+
+def repair_fallbacks(*, db_session: Session, runtime: Runtime, now: datetime) -> int:
+    """Steps whose messages are all dead but whose fallback was never sent (a worker died
+    between the two): send it now. The sweep runs this."""
+    dead = func.sum(case((OutboxMessage.status == "dead", 1), else_=0))
+    pending = (
+        select(OutboxMessage.decision_id, func.min(OutboxMessage.id))
+        .join(EscalationDecision, EscalationDecision.id == OutboxMessage.decision_id)
+        .where(
+            EscalationDecision.fallback.is_(False),
+            EscalationDecision.fell_back.is_(False),
+            EscalationDecision.action == Action.NOTIFY.value,
+        )
+        .group_by(OutboxMessage.decision_id)
+        .having(dead == func.count())
+        .limit(100)
+    )
+    repaired = 0
+    for _decision_id, message_id in db_session.execute(pending).all():
+        if on_delivery_dead(
+            db_session=db_session, message_id=int(message_id), runtime=runtime, now=now
+        ):
+            repaired += 1
+    return repaired
 
 
 # ---- reads ----------------------------------------------------------------------------------

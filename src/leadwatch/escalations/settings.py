@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from leadwatch.escalations.document import EscalationSettings, settings_changes
@@ -82,9 +82,15 @@ def save(
     )
     db_session.add(row)
     db_session.flush()
-    global generation
-    generation += 1  # this process's cached settings (RuntimeSource) are out of date
+    # Once committed, this process's cached settings (RuntimeSource) are out of date. Not
+    # before: a thread reading in between would cache the old ones under the new count.
+    event.listen(db_session, "after_commit", _bump, once=True)
     return row
+
+
+def _bump(_session: Session) -> None:
+    global generation
+    generation += 1
 
 
 # Bumped by every save in this process.

@@ -128,7 +128,7 @@ class Dispatcher:
             return counts
         ready, deferred, folded = self._throttle(claimed)
         counts.deferred, counts.folded = len(deferred), len(folded)
-        results = list(self._pool.map(self._send, ready))
+        results = list(self._pool.map(lambda item: self._send(item, token), ready))
         self._record(token, ready, results, deferred, folded, counts)
         return counts
 
@@ -201,10 +201,14 @@ class Dispatcher:
                 ready.append(first)
         return ready, deferred, folded
 
-    def _send(self, item: _Claimed) -> tuple[DeliveryResult, float]:
+    def _send(self, item: _Claimed, token: str) -> tuple[DeliveryResult, float]:
         started = time.perf_counter()
         channel = self.channels.get(item.message.channel)
-        if channel is None:
+        expires = item.row["expires_at"]
+        if expires is not None and expires <= self.clock():
+            # Too old to be worth sending (it waited, was throttled, or its worker died).
+            result = DeliveryResult(Outcome.PERMANENT, "expired before it could be sent")
+        elif channel is None:
             why = self.unconfigured.get(item.message.channel, "no such channel")
             result = DeliveryResult(Outcome.PERMANENT, f"{item.message.channel}: {why}")
         else:
@@ -217,7 +221,17 @@ class Dispatcher:
                 result = DeliveryResult(
                     Outcome.RETRY, f"channel error: {type(exc).__name__}: {exc}"
                 )
+            if result.provider_id and result.outcome is Outcome.SENT:
+                self._note_provider_id(item.row["id"], token, result.provider_id)
         return result, (time.perf_counter() - started) * 1000
+
+    def _note_provider_id(self, message_id: int, token: str, provider_id: str) -> None:
+        """At once, not with the batch: a delivery receipt can arrive within a second."""
+        with unit_of_work(self.session_factory) as db_session:
+            db_session.execute(
+                _update_statement(("provider_id",)),
+                {"b_id": message_id, "b_token": token, "provider_id": provider_id},
+            )
 
     # ---- writing outcomes --------------------------------------------------------------------
 
@@ -271,11 +285,24 @@ class Dispatcher:
                     "last_error": "throttled: waits for the recipient's window",
                 }
             )
+        carried = {item.row["id"]: item for item in ready}
+        outcome_of = {u["b_id"]: u["status"] for u in updates}
         for item, into in folded:
-            updates.append(
-                {"b_id": item.row["id"], "b_token": token, "status": "folded", "sent_at": now}
-                | {"folded_into_id": into}
-            )
+            if outcome_of.get(into) == "sent":
+                change = {"status": "folded", "sent_at": now, "folded_into_id": into}
+            else:  # the carrier did not go: these wait for their own turn again
+                change = {
+                    "status": "pending",
+                    "next_attempt_at": now + self._backoff(1, None),
+                    "attempts": item.row["attempts"] - 1,
+                    "last_error": "was to ride along in a message that was not sent",
+                }
+            updates.append({"b_id": item.row["id"], "b_token": token, **change})
+        for carrier_id in {into for _, into in folded}:
+            if outcome_of.get(carrier_id) == "sent":  # keep what was actually sent
+                updates.append(
+                    {"b_id": carrier_id, "b_token": token, "body": carried[carrier_id].message.text}
+                )
         with unit_of_work(self.session_factory) as db_session:
             if attempts:
                 db_session.execute(ATTEMPTS.insert(), attempts)
@@ -285,9 +312,18 @@ class Dispatcher:
                 groups.setdefault(names, []).append(change)
             for names, changes in groups.items():
                 db_session.execute(_update_statement(names), changes)
-            if self.on_dead is not None:
-                for message_id in dead:
-                    self.on_dead(db_session, message_id, now)
+        # Outcomes first, committed; then each dead letter's fallback in its own unit of work,
+        # so a failing fallback cannot undo the batch (a crash in between is repaired by the
+        # sweep, which finds steps whose messages all died without a fallback).
+        if self.on_dead is not None:
+            for message_id in dead:
+                try:
+                    with unit_of_work(self.session_factory) as db_session:
+                        self.on_dead(db_session, message_id, now)
+                except Exception:
+                    log.exception(
+                        "fallback for dead message %d failed; the sweep retries", message_id
+                    )
 
     def _next(
         self, row: Mapping[str, Any], result: DeliveryResult, now: datetime
@@ -343,6 +379,10 @@ def _outgoing(row: Mapping[str, Any]) -> OutgoingMessage:
 
 def _fold(first: _Claimed, rest: list[_Claimed]) -> _Claimed:
     """One message carrying the ones that waited behind it, none of them dropped."""
-    more = "\n".join(f"+ {item.message.subject}" for item in rest)
+    more = "\n".join(
+        f"+ {item.message.subject}"
+        + (f" {item.message.data['claim_url']}" if item.message.data.get("claim_url") else "")
+        for item in rest
+    )
     text = f"{first.message.text}\n\nAlso waiting ({len(rest)}):\n{more}"
     return replace(first, message=replace(first.message, text=text))

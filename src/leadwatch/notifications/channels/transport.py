@@ -76,36 +76,50 @@ class Transport:
         target = parts.path or "/"
         if parts.query:
             target += f"?{parts.query}"
-        key = (parts.scheme, parts.hostname, parts.port)
-        pool: dict[tuple[str, str, int | None], http.client.HTTPConnection] = (
+        # The port spelled out: http.client would read an IPv6 literal's last group as one.
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        key = (parts.scheme, parts.hostname, port)
+        pool: dict[tuple[str, str, int], http.client.HTTPConnection] = (
             getattr(self._local, "pool", None) or self._new_pool()
         )
         for attempt in (1, 2):
             conn = pool.get(key)
             reused = conn is not None
             if conn is None:
-                conn = pool[key] = self._connect(parts.scheme, parts.hostname, parts.port, timeout)
+                conn = pool[key] = self._connect(parts.scheme, parts.hostname, port, timeout)
             conn.timeout = timeout
             if conn.sock is not None:
                 conn.sock.settimeout(timeout)
             try:
                 conn.request("POST", target, body=body, headers=dict(headers))
-                response = conn.getresponse()
-                data = response.read(self.read_limit)
-                if response.will_close or not response.isclosed():
-                    self._drop(pool, key)  # closing, or an answer we did not read to the end
-                return Answer(response.status, response.reason, dict(response.getheaders()), data)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected) as exc:
                 self._drop(pool, key)
                 if reused and attempt == 1:
-                    continue  # the receiver closed an idle keep-alive connection: once more
+                    # The receiver had closed an idle keep-alive connection before our
+                    # request reached it, so it cannot have acted on it: once more.
+                    continue
                 raise TransportError(f"{type(exc).__name__}: {exc}") from None
+            except http.client.InvalidURL:
+                self._drop(pool, key)
+                raise ValueError("not a valid URL") from None
             except TimeoutError:
                 self._drop(pool, key)
                 raise TransportError(f"timed out after {timeout:g}s", timeout=True) from None
             except (OSError, http.client.HTTPException) as exc:
                 self._drop(pool, key)
                 raise TransportError(f"{type(exc).__name__}: {exc}") from None
+            try:  # sent: from here on, never send it again ourselves (the dispatcher decides)
+                response = conn.getresponse()
+                data = response.read(self.read_limit)
+            except TimeoutError:
+                self._drop(pool, key)
+                raise TransportError(f"timed out after {timeout:g}s", timeout=True) from None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(pool, key)
+                raise TransportError(f"{type(exc).__name__}: {exc}") from None
+            if response.will_close or not response.isclosed():
+                self._drop(pool, key)  # closing, or an answer we did not read to the end
+            return Answer(response.status, response.reason, dict(response.getheaders()), data)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -114,13 +128,13 @@ class Transport:
         for conn in connections:
             conn.close()
 
-    def _new_pool(self) -> dict[tuple[str, str, int | None], http.client.HTTPConnection]:
-        pool: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
+    def _new_pool(self) -> dict[tuple[str, str, int], http.client.HTTPConnection]:
+        pool: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
         self._local.pool = pool
         return pool
 
     def _connect(
-        self, scheme: str, host: str, port: int | None, timeout: float
+        self, scheme: str, host: str, port: int, timeout: float
     ) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection
         if scheme == "https":
@@ -131,9 +145,7 @@ class Transport:
             self._open.append(conn)
         return conn
 
-    def _drop(
-        self, pool: dict[tuple[str, str, int | None], http.client.HTTPConnection], key: Any
-    ) -> None:
+    def _drop(self, pool: dict[tuple[str, str, int], http.client.HTTPConnection], key: Any) -> None:
         conn = pool.pop(key, None)
         if conn is not None:
             conn.close()
