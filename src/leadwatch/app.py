@@ -25,6 +25,7 @@ from leadwatch.leads.scoring import ActiveModel
 from leadwatch.notifications.api import callbacks as notification_callbacks
 from leadwatch.notifications.api import router as notifications_router
 from leadwatch.prediction.artifacts import store_for
+from leadwatch.web.auth import router as web_auth_router
 from leadwatch.web.claim import router as claim_router
 
 log = logging.getLogger(__name__)
@@ -145,4 +146,5 @@ def create_app(
     app.include_router(notifications_router)
     app.include_router(notification_callbacks)
     app.include_router(claim_router)
+    app.include_router(web_auth_router)
     return app

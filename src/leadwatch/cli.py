@@ -30,6 +30,7 @@ from leadwatch.cli_escalation import escalation_app, settings_app, worker_comman
 from leadwatch.cli_model import evaluate_command, models_app, score_command, train_command
 from leadwatch.cli_notifications import notifications_app, outbox_app
 from leadwatch.cli_support import err, fail, load_settings, now, out
+from leadwatch.cli_users import user_app
 from leadwatch.config import Settings
 from leadwatch.core.leads import RejectedRecord
 from leadwatch.db.engine import make_engine, make_session_factory, unit_of_work
@@ -53,6 +54,7 @@ app.add_typer(settings_app, name="settings")
 app.command("worker")(worker_command)
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(notifications_app, name="notifications")
+app.add_typer(user_app, name="user")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("score")(score_command)
