@@ -27,6 +27,7 @@ from leadwatch.notifications.api import router as notifications_router
 from leadwatch.prediction.artifacts import store_for
 from leadwatch.web.auth import router as web_auth_router
 from leadwatch.web.claim import router as claim_router
+from leadwatch.web.pages import router as web_pages_router
 
 log = logging.getLogger(__name__)
 
@@ -147,4 +148,5 @@ def create_app(
     app.include_router(notification_callbacks)
     app.include_router(claim_router)
     app.include_router(web_auth_router)
+    app.include_router(web_pages_router)
     return app

@@ -142,12 +142,3 @@ def logout(
     response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE)
     return response
-
-
-@router.get("/", response_class=HTMLResponse)
-def home(request: Request, signed_in: CurrentUser) -> HTMLResponse:
-    return templates.TemplateResponse(
-        request,
-        "home.html",
-        {"title": "Home", "user": signed_in.user, "csrf_token": signed_in.csrf_token},
-    )

@@ -1,0 +1,105 @@
+"""The signed-in pages: recent escalations with filters, an escalation's timeline, and the
+in-app notifications with the bell's unread count."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadwatch.app import create_app
+from leadwatch.config import Settings
+from leadwatch.db.engine import unit_of_work
+from leadwatch.notifications.channels.in_app import InAppChannel
+from leadwatch.notifications.dispatcher import Dispatcher
+from leadwatch.users import service as user_service
+from tests.integration.escalation_support import OPEN_TUESDAY, World, make_world
+
+PASSWORD = "correct horse battery"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def world(session_factory: sessionmaker[Session], settings: Settings) -> World:
+    world = make_world(session_factory, settings, OPEN_TUESDAY)
+    with unit_of_work(session_factory) as db_session:
+        user_service.create_user(
+            db_session=db_session,
+            email="dana@riverside.example",
+            password=PASSWORD,
+            role="rep",
+            name="Dana Reyes",
+            person_key="dana",
+            now=OPEN_TUESDAY,
+        )
+    return world
+
+
+@pytest.fixture
+def browser(engine: Engine, settings: Settings, world: World) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, engine=engine, clock=world.clock)) as client:
+        form = client.get("/login")
+        token = CSRF.search(form.text)
+        assert token is not None
+        signed = client.post(
+            "/login",
+            data={
+                "email": "dana@riverside.example",
+                "password": PASSWORD,
+                "csrf_token": token.group(1),
+            },
+        )
+        assert signed.status_code == 200 and "Welcome, Dana Reyes" in signed.text
+        yield client
+
+
+def test_every_page_needs_sign_in(engine: Engine, settings: Settings, world: World) -> None:
+    with TestClient(create_app(settings, engine=engine), follow_redirects=False) as anonymous:
+        for path in ("/", "/escalations", "/escalations/1", "/notifications"):
+            response = anonymous.get(path)
+            assert response.status_code == 303, path
+            assert response.headers["location"].startswith("/login?next=")
+        assert anonymous.post("/notifications/read", data={"csrf_token": "x"}).status_code == 303
+
+
+def test_recent_escalations_filter_and_show_a_timeline(browser: TestClient, world: World) -> None:
+    critical = world.add_lead("P-1", probability=0.05)
+    medium = world.add_lead("P-2", probability=0.25)
+    world.watch(critical, medium)
+    listing = browser.get("/escalations")
+    assert listing.status_code == 200
+    assert f">#{critical}</a>" in listing.text and f">#{medium}</a>" in listing.text
+    only = browser.get("/escalations", params={"level": "critical"})
+    assert f">#{critical}</a>" in only.text and f">#{medium}</a>" not in only.text
+    assert browser.get("/escalations", params={"level": "urgent"}).status_code == 422
+    esc = world.escalation(critical)
+    timeline = browser.get(f"/escalations/{esc.id}")
+    assert "critical line 0.10" in timeline.text and "Dana Reyes (sms)" in timeline.text
+    assert browser.get("/escalations/999999").status_code == 404
+
+
+def test_the_bell_counts_unread_notifications_until_they_are_read(
+    browser: TestClient, world: World, session_factory: sessionmaker[Session]
+) -> None:
+    world.watch(world.add_lead("N-1", probability=0.05))  # Dana gets an in-app message
+    dispatcher = Dispatcher(
+        session_factory=session_factory,
+        channels={"in_app": InAppChannel(session_factory)},
+        clock=world.clock,
+    )
+    dispatcher.run_once()
+    dispatcher.close()
+    home = browser.get("/")
+    assert "Notifications, 1 unread" in home.text
+    inbox = browser.get("/notifications")
+    assert "1 unread." in inbox.text and "[CRITICAL] Customer N-1" in inbox.text
+    token = CSRF.search(inbox.text)
+    assert token is not None
+    assert browser.post("/notifications/read", data={"csrf_token": "forged"}).status_code == 403
+    read = browser.post("/notifications/read", data={"csrf_token": token.group(1)})
+    assert read.status_code == 200 and "0 unread." in read.text
+    assert "Notifications, 0 unread" in read.text
