@@ -1,0 +1,164 @@
+"""In a real headless Chromium (Debian's package, driven by Playwright): sign in, post a lead
+through the API, see its escalation arrive in the list, its timeline, and the in-app bell.
+Screenshots go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadwatch import LeadOutcomePredictor
+from leadwatch.app import create_app
+from leadwatch.auth import service as auth_service
+from leadwatch.config import Settings
+from leadwatch.db.engine import unit_of_work
+from leadwatch.prediction.artifacts import store_for
+from leadwatch.users import service as user_service
+from tests.integration.escalation_support import make_world, staffed_document
+from tests.model.history import make_history
+
+ARTIFACTS = Path(__file__).parent.parent / "artifacts"
+PASSWORD = "correct horse battery"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
+        pytest.skip("BROWSER TESTS SKIPPED: no chromium (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("browser-home")
+    predictor = LeadOutcomePredictor("logistic")
+    predictor.train(make_history(leads=6_000, seed=5, days=365).leads)
+    predictor.save(store_for(home, None))
+    return home
+
+
+@pytest.fixture
+def served(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    model_home: Path,
+) -> Iterator[tuple[str, str]]:
+    """A real server on loopback with its worker thread, a staffed store where every new
+    lead is at risk, a user linked to the rep, and an API token."""
+    settings = settings.model_copy(update={"home": model_home})
+    world = make_world(session_factory, settings, datetime.now(UTC))
+    always = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    world.save_settings(
+        staffed_document(
+            thresholds={"critical": 0.97, "high": 0.98, "medium": 0.99},
+            working_hours={"default": {"weekly": always}},
+        )
+    )
+    now = world.clock()
+    with unit_of_work(session_factory) as db_session:
+        user_service.create_user(
+            db_session=db_session,
+            email="dana@riverside.example",
+            password=PASSWORD,
+            role="rep",
+            name="Dana Reyes",
+            person_key="dana",
+            now=now,
+        )
+        _, token = auth_service.create_token(db_session=db_session, name="crm", now=now)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(settings, engine=engine, run_worker=True)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    try:
+        yield base, token
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def test_a_posted_lead_arrives_as_an_escalation_in_the_browser(
+    chromium: str, served: tuple[str, str]
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = served
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+            page.goto(f"{base}/escalations")
+            expect(page).to_have_url(f"{base}/login?next=/escalations")
+            page.get_by_label("Email").fill("dana@riverside.example")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Recent escalations")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "escalations-empty.png"))
+
+            lead = {
+                "external_id": "WEB-1",
+                "created_at": datetime.now(UTC).isoformat(),
+                "rep": "Dana Reyes",
+                "lead_source": "Cars.com",
+                "vehicle": {"make": "Toyota", "model": "Camry", "price": 31000},
+                "customer": {"name": "Jordan Miles", "email": "jordan@example.com"},
+            }
+            posted = httpx.post(
+                f"{base}/api/v1/leads", json=lead, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert posted.status_code == 201, posted.text
+            lead_id = posted.json()["leads"][0]["id"]
+
+            page.reload()
+            link = page.get_by_role("link", name=f"#{lead_id}")
+            expect(link).to_be_visible()
+            link.click()
+            expect(page.get_by_text("critical line 0.97")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "escalation-timeline.png"), full_page=True)
+
+            bell = page.get_by_role("link", name="Notifications, 1 unread")
+            for _ in range(40):  # the worker thread delivers the in-app message
+                if bell.count():
+                    break
+                time.sleep(0.25)
+                page.reload()
+            expect(bell).to_be_visible()
+            bell.click()
+            expect(page.get_by_text("Jordan Miles")).to_be_visible()
+            page.get_by_role("button", name="Mark all as read").click()
+            expect(page.get_by_text("0 unread.")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "notifications.png"), full_page=True)
+        finally:
+            browser.close()
