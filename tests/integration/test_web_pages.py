@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from leadwatch.app import create_app
 from leadwatch.config import Settings
 from leadwatch.db.engine import unit_of_work
+from leadwatch.leads.models import Lead
 from leadwatch.notifications.channels.in_app import InAppChannel
 from leadwatch.notifications.dispatcher import Dispatcher
 from leadwatch.users import service as user_service
@@ -103,3 +104,33 @@ def test_the_bell_counts_unread_notifications_until_they_are_read(
     read = browser.post("/notifications/read", data={"csrf_token": token.group(1)})
     assert read.status_code == 200 and "0 unread." in read.text
     assert "Notifications, 0 unread" in read.text
+
+
+def test_a_rep_sees_their_own_leads_and_can_claim_or_log_contact(
+    browser: TestClient, world: World, session_factory: sessionmaker[Session]
+) -> None:
+    mine = world.add_lead("L-1", probability=0.15)
+    other = world.add_lead("L-2", probability=0.15, rep="Lee Chen")
+    contacted = world.add_lead("L-3", probability=0.15)
+    world.watch(mine, other, contacted)
+    page = browser.get("/leads")
+    assert "Leads assigned to Dana Reyes." in page.text
+    assert f"#{mine}<br>" in page.text and f"#{other}<br>" not in page.text
+    assert f"Claim lead {mine}" in page.text and "15%" in page.text and "high" in page.text
+    token = CSRF.search(page.text)
+    assert token is not None
+    csrf = {"csrf_token": token.group(1)}
+    assert browser.post(f"/leads/{mine}/claim", data={"csrf_token": "forged"}).status_code == 403
+    assert browser.post(f"/leads/{other}/claim", data=csrf).status_code == 404  # not hers
+    claimed = browser.post(f"/leads/{mine}/claim", data=csrf)
+    assert claimed.status_code == 200
+    esc = world.escalation(mine)
+    assert (esc.status, esc.claimed_by) == ("claimed", "Dana Reyes")
+    assert browser.post(f"/leads/{mine}/claim", data=csrf).status_code == 409  # already
+    logged = browser.post(f"/leads/{contacted}/contacted", data=csrf)
+    assert logged.status_code == 200 and "not contacted" in logged.text  # the others still
+    esc = world.escalation(contacted)
+    assert (esc.status, esc.end_reason) == ("stopped", "lead contacted: chain stopped")
+    with unit_of_work(session_factory) as db_session:
+        lead = db_session.get(Lead, contacted)
+        assert lead is not None and lead.contacted_at is not None

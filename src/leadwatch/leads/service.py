@@ -175,8 +175,17 @@ def list_leads(
     dealership: str | None = None,
     lead_source: str | None = None,
     include_duplicates: bool = False,
+    rep: str | None = None,
+    dealership_id: int | None = None,
+    risk_level: str | None = None,
 ) -> tuple[list[Lead], int]:
     query = select(Lead)
+    if rep is not None:
+        query = query.where(func.lower(Lead.rep) == rep.lower())
+    if dealership_id is not None:
+        query = query.where(Lead.dealership_id == dealership_id)
+    if risk_level:
+        query = query.where(Lead.risk_level == risk_level)
     if status:
         query = query.where(Lead.status == status)
     if dealership:

@@ -7,10 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
+from leadwatch.core.leads import EventType, LeadEventIn
 from leadwatch.deps import ClockDep, SessionDep
 from leadwatch.escalations import service as escalation_service
+from leadwatch.escalations.jobs import watch_safely
+from leadwatch.leads import service as lead_service
+from leadwatch.leads.models import Lead
 from leadwatch.notifications import service as notification_service
+from leadwatch.users.models import User
 from leadwatch.web.auth import CurrentUser, SignedInUser, check_csrf
 from leadwatch.web.claim import templates
 
@@ -126,3 +132,107 @@ def mark_all_read(
             db_session=db_session, person=signed_in.user.person_key, item_ids=None, now=clock()
         )
     return RedirectResponse("/notifications", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _scope(user: User) -> tuple[dict[str, Any], str]:
+    """What a user may see: reps their own leads, managers their dealership, admins all."""
+    if user.role == "rep":
+        return {"rep": user.name}, f"Leads assigned to {user.name}."
+    if user.role == "manager" and user.dealership_id is not None:
+        return {"dealership_id": user.dealership_id}, "Leads of your dealership."
+    return {}, "All leads."
+
+
+def _visible_lead(db_session: Session, user: User, lead_id: int) -> Lead:
+    try:
+        lead = lead_service.get(db_session=db_session, lead_id=lead_id)
+    except lead_service.LeadNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    limits, _ = _scope(user)
+    rep = limits.get("rep")
+    if rep is not None and (lead.rep or "").lower() != str(rep).lower():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}")
+    if "dealership_id" in limits and lead.dealership_id != limits["dealership_id"]:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}")
+    return lead
+
+
+@router.get("/leads", response_class=HTMLResponse)
+def leads_page(
+    request: Request,
+    signed_in: CurrentUser,
+    db_session: SessionDep,
+    risk: Annotated[str, Query(pattern="^(|critical|high|medium|low)$")] = "",
+) -> HTMLResponse:
+    limits, scope = _scope(signed_in.user)
+    leads, _ = lead_service.list_leads(
+        db_session=db_session, limit=100, risk_level=risk or None, **limits
+    )
+    live = escalation_service.live_for_leads(db_session=db_session, lead_ids=[x.id for x in leads])
+    claimable = {lead_id for lead_id, esc in live.items() if esc.status == "active"}
+    return page(
+        request,
+        "leads.html",
+        signed_in,
+        db_session,
+        title="Leads",
+        leads=leads,
+        claimable=claimable,
+        risk=risk,
+        scope=scope,
+    )
+
+
+@router.post("/leads/{lead_id}/claim")
+def claim_lead(
+    request: Request,
+    lead_id: int,
+    signed_in: CurrentUser,
+    db_session: SessionDep,
+    clock: ClockDep,
+    csrf_token: Annotated[str, Form(max_length=100)],
+) -> Response:
+    check_csrf(signed_in, csrf_token)
+    _visible_lead(db_session, signed_in.user, lead_id)
+    live = escalation_service.live_for_leads(db_session=db_session, lead_ids=[lead_id])
+    if lead_id not in live:
+        raise HTTPException(status.HTTP_409_CONFLICT, "this lead has no escalation to claim")
+    runtime = request.app.state.escalation_runtime
+    try:
+        escalation_service.claim(
+            db_session=db_session,
+            escalation_id=live[lead_id].id,
+            by=signed_in.user.name,
+            runtime=runtime(db_session),
+            now=clock(),
+        )
+    except escalation_service.EscalationError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return RedirectResponse("/leads", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/leads/{lead_id}/contacted")
+def mark_contacted(
+    request: Request,
+    lead_id: int,
+    signed_in: CurrentUser,
+    db_session: SessionDep,
+    clock: ClockDep,
+    csrf_token: Annotated[str, Form(max_length=100)],
+) -> Response:
+    """Log the first contact: the lead's escalation stops in the same transaction."""
+    check_csrf(signed_in, csrf_token)
+    _visible_lead(db_session, signed_in.user, lead_id)
+    now = clock()
+    lead_service.add_event(
+        db_session=db_session,
+        lead_id=lead_id,
+        event=LeadEventIn(EventType.CONTACTED, now, actor=signed_in.user.name),
+    )
+    watch_safely(
+        db_session=db_session,
+        lead_ids=[lead_id],
+        runtime=request.app.state.escalation_runtime,
+        now=now,
+    )
+    return RedirectResponse("/leads", status_code=status.HTTP_303_SEE_OTHER)
