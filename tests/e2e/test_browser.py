@@ -160,5 +160,8 @@ def test_a_posted_lead_arrives_as_an_escalation_in_the_browser(
             page.get_by_role("button", name="Mark all as read").click()
             expect(page.get_by_text("0 unread.")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "notifications.png"), full_page=True)
+            page.get_by_role("link", name="Statistics").click()
+            expect(page.get_by_role("img", name="Escalations by level: critical 1")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "statistics.png"), full_page=True)
         finally:
             browser.close()

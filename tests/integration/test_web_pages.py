@@ -134,3 +134,20 @@ def test_a_rep_sees_their_own_leads_and_can_claim_or_log_contact(
     with unit_of_work(session_factory) as db_session:
         lead = db_session.get(Lead, contacted)
         assert lead is not None and lead.contacted_at is not None
+
+
+def test_statistics_draw_charts_on_the_server(browser: TestClient, world: World) -> None:
+    empty = browser.get("/stats")
+    assert empty.status_code == 200 and "Escalations by level: no data" in empty.text
+    world.watch(
+        world.add_lead("S-1", probability=0.05),
+        world.add_lead("S-2", probability=0.05),
+        world.add_lead("S-3", probability=0.15),
+    )
+    page = browser.get("/stats")
+    assert "3 escalations, 3 live" in page.text and "<script" not in page.text
+    assert '<title id="chart-escalations-by-level">Escalations by level: critical 2, high 1' in (
+        page.text
+    )
+    assert "Messages by channel: email 4, in_app 4, sms 4" in page.text
+    assert browser.get("/stats", params={"days": 0}).status_code == 422

@@ -55,7 +55,7 @@ def escalation_stats(*, db_session: Session, since: datetime, until: datetime) -
         )
         .join(Lead, Lead.id == Escalation.lead_id)
         .join(Dealership, Dealership.id == Escalation.dealership_id)
-        .where(Escalation.started_at >= since, Escalation.started_at < until)
+        .where(Escalation.started_at >= since, Escalation.started_at <= until)
     ).all()
     groups: dict[str, dict[str, Counter[str]]] = {
         "level": defaultdict(Counter),
@@ -118,7 +118,7 @@ def _channels(db_session: Session, since: datetime, until: datetime) -> dict[str
     """Messages per channel by delivery status, and the share delivered of those settled."""
     rows = db_session.execute(
         select(OutboxMessage.channel, OutboxMessage.status, func.count())
-        .where(OutboxMessage.created_at >= since, OutboxMessage.created_at < until)
+        .where(OutboxMessage.created_at >= since, OutboxMessage.created_at <= until)
         .group_by(OutboxMessage.channel, OutboxMessage.status)
     ).all()
     out: dict[str, dict[str, Any]] = {}

@@ -3,6 +3,7 @@ the in-app notifications (the bell in the header counts the unread ones)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
@@ -13,10 +14,12 @@ from leadwatch.core.leads import EventType, LeadEventIn
 from leadwatch.deps import ClockDep, SessionDep
 from leadwatch.escalations import service as escalation_service
 from leadwatch.escalations.jobs import watch_safely
+from leadwatch.escalations.stats import escalation_stats
 from leadwatch.leads import service as lead_service
 from leadwatch.leads.models import Lead
 from leadwatch.notifications import service as notification_service
 from leadwatch.users.models import User
+from leadwatch.web import charts
 from leadwatch.web.auth import CurrentUser, SignedInUser, check_csrf
 from leadwatch.web.claim import templates
 
@@ -236,3 +239,33 @@ def mark_contacted(
         now=now,
     )
     return RedirectResponse("/leads", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(
+    request: Request,
+    signed_in: CurrentUser,
+    db_session: SessionDep,
+    clock: ClockDep,
+    days: Annotated[int, Query(ge=1, le=365)] = 30,
+) -> HTMLResponse:
+    """Escalations by level, messages by channel, depth, success and speed, as charts."""
+    end = clock()
+    stats = escalation_stats(db_session=db_session, since=end - timedelta(days=days), until=end)
+    dead = notification_service.counts_by_status(db_session=db_session).get("dead", 0)
+    levels = {k: float(v["total"]) for k, v in stats["by_level"].items()}
+    channels = {k: float(v["total"]) for k, v in stats["by_channel"].items()}
+    depth = {f"{k} steps": float(v) for k, v in stats["depth"]["distribution"].items()}
+    return page(
+        request,
+        "stats.html",
+        signed_in,
+        db_session,
+        title="Statistics",
+        days=days,
+        stats=stats,
+        dead_letters=dead,
+        by_level=charts.bars("Escalations by level", levels),
+        by_channel=charts.bars("Messages by channel", channels),
+        depth=charts.bars("Escalations by steps that reached someone", depth),
+    )
