@@ -28,6 +28,7 @@ from leadwatch.prediction.artifacts import store_for
 from leadwatch.web.auth import router as web_auth_router
 from leadwatch.web.claim import router as claim_router
 from leadwatch.web.pages import router as web_pages_router
+from leadwatch.web.settings_pages import router as web_settings_router
 
 log = logging.getLogger(__name__)
 
@@ -149,4 +150,5 @@ def create_app(
     app.include_router(claim_router)
     app.include_router(web_auth_router)
     app.include_router(web_pages_router)
+    app.include_router(web_settings_router)
     return app

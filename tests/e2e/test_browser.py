@@ -66,26 +66,21 @@ def served(
     settings: Settings,
     model_home: Path,
 ) -> Iterator[tuple[str, str]]:
-    """A real server on loopback with its worker thread, a staffed store where every new
-    lead is at risk, a user linked to the rep, and an API token."""
+    """A real server on loopback with its worker thread, a staffed store open around the
+    clock, a manager who signs in, and an API token for the CRM."""
     settings = settings.model_copy(update={"home": model_home})
     world = make_world(session_factory, settings, datetime.now(UTC))
     always = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    world.save_settings(
-        staffed_document(
-            thresholds={"critical": 0.97, "high": 0.98, "medium": 0.99},
-            working_hours={"default": {"weekly": always}},
-        )
-    )
+    world.save_settings(staffed_document(working_hours={"default": {"weekly": always}}))
     now = world.clock()
     with unit_of_work(session_factory) as db_session:
         user_service.create_user(
             db_session=db_session,
-            email="dana@riverside.example",
+            email="sam@riverside.example",
             password=PASSWORD,
-            role="rep",
-            name="Dana Reyes",
-            person_key="dana",
+            role="manager",
+            name="Sam Patel",
+            person_key="sam",  # the sales manager: told at once about critical leads
             now=now,
         )
         _, token = auth_service.create_token(db_session=db_session, name="crm", now=now)
@@ -108,7 +103,7 @@ def served(
         thread.join(timeout=20)
 
 
-def test_a_posted_lead_arrives_as_an_escalation_in_the_browser(
+def test_a_manager_tunes_escalation_and_sees_a_posted_lead_arrive(
     chromium: str, served: tuple[str, str]
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -121,11 +116,27 @@ def test_a_posted_lead_arrives_as_an_escalation_in_the_browser(
             page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
             page.goto(f"{base}/escalations")
             expect(page).to_have_url(f"{base}/login?next=/escalations")
-            page.get_by_label("Email").fill("dana@riverside.example")
+            page.get_by_label("Email").fill("sam@riverside.example")
             page.get_by_label("Password").fill(PASSWORD)
             page.get_by_role("button", name="Sign in").click()
             expect(page.get_by_role("heading", name="Recent escalations")).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "escalations-empty.png"))
+
+            # Notification Settings > Lead Escalation: every new lead counts as at risk...
+            page.get_by_role("link", name="Settings").click()
+            page.get_by_label("Critical below").fill("0.97")
+            page.get_by_label("High below").fill("0.98")
+            page.get_by_label("Medium below").fill("0.99")
+            page.get_by_role("button", name="Save thresholds").click()
+            expect(page.get_by_text("Thresholds saved.")).to_be_visible()
+            # ...and a BDC desk joins the recipients.
+            page.get_by_label("Key").fill("lee")
+            page.get_by_label("Name").fill("Lee Chen")
+            page.get_by_label("Role").select_option("bdc")
+            page.get_by_label("Email").fill("lee@riverside.example")
+            page.get_by_role("button", name="Add recipient").click()
+            expect(page.get_by_role("cell", name="Lee Chen")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
+            page.get_by_role("link", name="Escalations").click()
 
             lead = {
                 "external_id": "WEB-1",
@@ -146,6 +157,7 @@ def test_a_posted_lead_arrives_as_an_escalation_in_the_browser(
             expect(link).to_be_visible()
             link.click()
             expect(page.get_by_text("critical line 0.97")).to_be_visible()
+            expect(page.get_by_text("Sam Patel (in_app)")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "escalation-timeline.png"), full_page=True)
 
             bell = page.get_by_role("link", name="Notifications, 1 unread")
