@@ -577,6 +577,7 @@ def demo(
         _, token = auth_service.create_token(db_session=db_session, name="demo", now=now())
     host, port = host or settings.host, port or settings.port
     out.print(f"API token for the demo: [bold]{token}[/]", highlight=False)
+    _demo_user(factory, f"http://{host}:{port}")
     out.print(
         f"try: curl -H 'Authorization: Bearer {token}' http://{host}:{port}/api/v1/leads",
         highlight=False,
@@ -647,6 +648,39 @@ def _demo_escalations(settings: Settings, factory: Any) -> None:
     out.print(
         f"escalation: {len(people)} people on staff; {swept.started} recent leads escalated "
         "(`leadwatch escalation list`)"
+    )
+
+
+def _demo_user(factory: Any, base: str) -> None:
+    """A manager to sign in to the web pages with, linked to the first store's sales manager
+    (whose in-app inbox the escalations fill). A new password on every demo run."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from leadwatch.users import service as user_service
+    from leadwatch.users.models import User
+
+    password = secrets.token_urlsafe(12)
+    with unit_of_work(factory) as db_session:
+        existing = db_session.scalars(select(User).where(User.email == "manager@demo.example"))
+        user = existing.one_or_none()
+        if user is None:
+            user_service.create_user(
+                db_session=db_session,
+                email="manager@demo.example",
+                password=password,
+                role="manager",
+                name="Demo Manager",
+                person_key="sales_manager-1",
+                now=now(),
+            )
+        else:
+            user.password_hash = user_service.hash_password(password)
+    out.print(
+        f"web pages: {base}/login as [bold]manager@demo.example[/] with password "
+        f"[bold]{password}[/]",
+        highlight=False,
     )
 
 

@@ -63,8 +63,7 @@ def create_user(
         raise UserError(f"{email!r} is not an email address")
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}: use {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD:
-        raise UserError(f"the password needs at least {MIN_PASSWORD} characters")
+    password_hash = hash_password(password)  # refuses a short one before anything else
     if db_session.scalars(select(User.id).where(User.email == address)).first() is not None:
         raise UserError(f"a user {address} already exists")
     user = User(
@@ -73,12 +72,18 @@ def create_user(
         role=role,
         dealership_id=dealership_id,
         person_key=person_key,
-        password_hash=_hasher.hash(password),
+        password_hash=password_hash,
         created_at=now,
     )
     db_session.add(user)
     db_session.flush()
     return user
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password needs at least {MIN_PASSWORD} characters")
+    return _hasher.hash(password)
 
 
 def sign_in(
