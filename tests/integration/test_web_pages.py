@@ -151,3 +151,15 @@ def test_statistics_draw_charts_on_the_server(browser: TestClient, world: World)
     )
     assert "Messages by channel: email 4, in_app 4, sms 4" in page.text
     assert browser.get("/stats", params={"days": 0}).status_code == 422
+
+
+def test_a_rep_sees_only_the_escalations_of_their_own_leads(
+    browser: TestClient, world: World
+) -> None:
+    mine = world.add_lead("R-1", probability=0.05)
+    theirs = world.add_lead("R-2", probability=0.05, rep="Lee Chen")
+    world.watch(mine, theirs)
+    listing = browser.get("/escalations")
+    assert f">#{mine}</a>" in listing.text and f">#{theirs}</a>" not in listing.text
+    assert browser.get(f"/escalations/{world.escalation(theirs).id}").status_code == 404
+    assert browser.get(f"/escalations/{world.escalation(mine).id}").status_code == 200

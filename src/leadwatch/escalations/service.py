@@ -802,8 +802,16 @@ def list_escalations(
     offset: int = 0,
     status: str | None = None,
     level: str | None = None,
+    rep: str | None = None,
+    dealership_id: int | None = None,
 ) -> list[Escalation]:
+    """Newest first; ``rep`` and ``dealership_id`` narrow to what a rep or a manager sees."""
     query = select(Escalation).order_by(Escalation.started_at.desc(), Escalation.id.desc())
+    if rep is not None:
+        mine = select(Lead.id).where(func.lower(Lead.rep) == rep.lower())
+        query = query.where(Escalation.lead_id.in_(mine))
+    if dealership_id is not None:
+        query = query.where(Escalation.dealership_id == dealership_id)
     if status == "live":
         query = query.where(Escalation.status.in_(LIVE))
     elif status:

@@ -67,8 +67,13 @@ def escalations_page(
         str, Query(alias="status", pattern="^(|live|active|claimed|stopped|exhausted)$")
     ] = "",
 ) -> HTMLResponse:
+    limits, _ = _scope(signed_in.user)
     rows = escalation_service.list_escalations(
-        db_session=db_session, limit=100, status=esc_status or None, level=level or None
+        db_session=db_session,
+        limit=100,
+        status=esc_status or None,
+        level=level or None,
+        **limits,
     )
     return page(
         request,
@@ -90,6 +95,7 @@ def escalation_page(
         esc = escalation_service.get(db_session=db_session, escalation_id=escalation_id)
     except escalation_service.EscalationNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    _visible_lead(db_session, signed_in.user, esc.lead_id)  # someone else's: not found
     log = escalation_service.decisions(db_session=db_session, escalation_id=escalation_id)
     return page(
         request,
