@@ -54,3 +54,12 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def insert_or_skip(dialect_name: str, table: Any, index_elements: list[str] | None = None) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING, on SQLite or PostgreSQL (both speak it; SQLAlchemy
+    keeps it per dialect). ``index_elements`` names the unique key the conflict is on."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    module = postgresql if dialect_name == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing(index_elements=index_elements)

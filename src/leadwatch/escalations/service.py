@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -28,6 +27,7 @@ from leadwatch.core import escalation as engine
 from leadwatch.core.escalation import Action, Decision, State, Status
 from leadwatch.core.leads import EventType, LeadEventIn
 from leadwatch.core.policy import SEVERITY, LeadFacts, Level, Plan, Thresholds
+from leadwatch.db.engine import insert_or_skip
 from leadwatch.escalations import claims
 from leadwatch.escalations.document import plan_from_json, plan_to_json
 from leadwatch.escalations.messages import LeadCard
@@ -184,12 +184,9 @@ def _start_statement(dialect_name: str) -> Any:
     """INSERT ... ON CONFLICT (active_lead_id) DO NOTHING RETURNING id, built once."""
     statement = _START.get(dialect_name)
     if statement is None:
-        dialect = postgresql if dialect_name == "postgresql" else sqlite
-        statement = _START[dialect_name] = (
-            dialect.insert(_ESCALATIONS)
-            .on_conflict_do_nothing(index_elements=["active_lead_id"])
-            .returning(_ESCALATIONS.c.id)
-        )
+        statement = _START[dialect_name] = insert_or_skip(
+            dialect_name, _ESCALATIONS, ["active_lead_id"]
+        ).returning(_ESCALATIONS.c.id)
     return statement
 
 
@@ -686,11 +683,9 @@ def claim_with_link(
     ticket = claims.read_token(runtime.signing_key, token, now=now)
     person = runtime.config.directory.person(ticket.person)
     by = person.name if person is not None else ticket.person
-    dialect = postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
     used = db_session.execute(
-        dialect.insert(ClaimUse)
+        insert_or_skip(db_session.get_bind().dialect.name, ClaimUse, ["nonce"])
         .values(nonce=ticket.nonce, escalation_id=ticket.escalation_id, person=by, used_at=now)
-        .on_conflict_do_nothing(index_elements=["nonce"])
         .returning(ClaimUse.nonce)
     ).scalar_one_or_none()
     if used is None:

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, any_, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -29,6 +28,7 @@ from leadwatch.core.leads import (
     status_from_events,
     vehicle_key,
 )
+from leadwatch.db.engine import insert_or_skip
 from leadwatch.leads import bulk
 from leadwatch.leads.directory import DealershipDirectory
 from leadwatch.leads.models import Lead, LeadEvent
@@ -412,9 +412,7 @@ def _update_known(
 
 
 def _insert_ignoring_duplicates(db_session: Session) -> Any:
-    if db_session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(events_table).on_conflict_do_nothing()
-    return sqlite.insert(events_table).on_conflict_do_nothing()
+    return insert_or_skip(db_session.get_bind().dialect.name, events_table)
 
 
 def refresh_derived(

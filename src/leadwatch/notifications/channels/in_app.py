@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 from typing import cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadwatch.db.engine import unit_of_work
+from leadwatch.db.engine import insert_or_skip, unit_of_work
 from leadwatch.notifications.channels.base import DeliveryResult, Outcome, OutgoingMessage
 from leadwatch.notifications.models import InboxItem
 
@@ -37,11 +36,9 @@ class InAppChannel:
             "created_at": datetime.now(UTC),
         }
         with unit_of_work(self.session_factory) as db_session:
-            dialect = postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
             statement = (
-                dialect.insert(INBOX)
+                insert_or_skip(db_session.get_bind().dialect.name, INBOX, ["message_id"])
                 .values(values)
-                .on_conflict_do_nothing(index_elements=["message_id"])
                 .returning(INBOX.c.id)
             )
             item = db_session.execute(statement).scalar_one_or_none()
