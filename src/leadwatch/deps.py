@@ -45,7 +45,10 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# "function" scope: committed before the response leaves. The default ("request") would
+# commit after the client already has its answer, so a redirect could show the page as it
+# was, and a commit that fails would follow a 201 the client already believed.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 
 _bearer = HTTPBearer(auto_error=False, description="API token: `Authorization: Bearer lw_...`")

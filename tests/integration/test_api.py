@@ -12,12 +12,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session
 
 from leadwatch.app import create_app
 from leadwatch.auth import service as auth_service
 from leadwatch.config import Settings
 from leadwatch.db.engine import make_session_factory, unit_of_work
+from leadwatch.deps import SessionDep
 from tests.conftest import FIXED_NOW
 
 ADF = """<?xml version="1.0"?>
@@ -282,3 +284,20 @@ def test_api_docs_can_be_turned_off(engine: Engine, settings: Settings) -> None:
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert client.get(path).status_code == 404
         assert client.get("/health").status_code == 200
+
+
+def test_a_commit_that_fails_is_an_error_not_a_success(engine: Engine, settings: Settings) -> None:
+    """The unit of work commits before the response leaves: a client told 2xx can rely on the
+    write (and a redirect after a save shows the saved page)."""
+    app = create_app(settings, engine=engine)
+
+    @app.post("/_test/failing-commit")
+    def failing(db_session: SessionDep) -> dict[str, bool]:
+        def refuse(_session: Session) -> None:
+            raise RuntimeError("the database refused the commit")
+
+        event.listen(db_session, "before_commit", refuse)
+        return {"ok": True}
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        assert test_client.post("/_test/failing-commit").status_code == 500
