@@ -287,3 +287,24 @@ def test_a_bare_lead_renders_without_holes_or_a_link() -> None:
 def test_channel_and_level_names_cannot_reach_other_files() -> None:
     with pytest.raises(ValueError, match="not a channel"):
         TemplateSet().render(channel="../etc", level="low", context=context())
+
+
+def test_settings_templates_come_before_files_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / "email.subject.j2").write_text("file: {{ customer }}")
+    (tmp_path / "sms.text.j2").write_text("file sms {{ claim_url }}")
+    overrides = {"email.subject.j2": "settings: {{ customer }} waits {{ waited }}"}
+    chosen = TemplateSet(tmp_path).with_overrides(overrides)
+    assert chosen.render(channel="email", level="high", context=context()).subject == (
+        "settings: Maria Gonzalez waits 0 min"
+    )
+    assert chosen.render(channel="sms", level="high", context=context()).text.startswith("file sms")
+    assert chosen.names()["email.subject.j2"] == "settings"
+    assert chosen.source("email.subject.j2") == overrides["email.subject.j2"]
+    assert chosen.source("sms.text.j2") == "file sms {{ claim_url }}"
+    assert "{{" in (chosen.source("in_app.text.j2") or "")  # the shipped default's text
+
+
+def test_a_broken_settings_template_still_falls_back_to_the_default() -> None:
+    chosen = TemplateSet(None, {"sms.text.j2": "{{ customer.nope() }}"})
+    rendered = chosen.render(channel="sms", level="critical", context=context())
+    assert rendered.fallbacks == ("sms.text.j2",) and URL in rendered.text

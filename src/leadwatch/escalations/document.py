@@ -42,6 +42,7 @@ from leadwatch.core.policy import (
     Step,
     Thresholds,
 )
+from leadwatch.notifications.templates import CUSTOM_NAME, TemplateSet
 
 _CORE, _THRESHOLDS = Rules(), Thresholds()
 _OPEN = dict.fromkeys(WEEKDAYS[:5], "09:00-20:00") | {"sat": "09:00-18:00"}
@@ -295,6 +296,32 @@ class EscalationSettings(_Doc):
     watch_hours: float = Field(default=_DEFAULT["watch_hours"], gt=0)
     hours: WorkingHoursConfig = Field(default_factory=WorkingHoursConfig, alias="working_hours")
     people: list[PersonDoc] = Field(default_factory=list, max_length=5000)
+    # Custom message templates by file name (see notifications.templates), versioned here so
+    # every process sends the same words and each change is in the history.
+    templates: dict[str, Annotated[str, StringConstraints(max_length=20_000)]] = Field(
+        default_factory=dict, max_length=100
+    )
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_work(cls, templates: dict[str, str]) -> dict[str, str]:
+        """A template is refused when it would not render for a sample lead: checked here,
+        it never reaches the fallback to the default at send time."""
+        problems: list[str] = []
+        checker = TemplateSet()
+        for name, source in templates.items():
+            if not CUSTOM_NAME.fullmatch(name) or (
+                name.endswith(".html.j2") and not name.startswith("email.")
+            ):
+                problems.append(
+                    f"{name!r} is not a template name (use CHANNEL[.LEVEL].PART.j2 with PART "
+                    "subject, text or html; html only for email)"
+                )
+                continue
+            problems += [f"{name}: {problem}" for problem in checker.check(source)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return dict(sorted(templates.items()))
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -430,6 +457,7 @@ def _tree(settings: EscalationSettings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     data["people"] = _Keyed({person["key"]: person for person in data["people"]})
     data["routes"] = _Keyed({route["name"]: route for route in data["routes"]})
+    data["templates"] = _Keyed(data["templates"])
     return data
 
 
@@ -459,6 +487,8 @@ def _diff(path: str, old: Any, new: Any, out: list[str]) -> None:
             else:
                 _diff(where, old[key], new[key], out)
     elif path.startswith("people[") and path.rpartition(".")[2] in _PRIVATE:
+        out.append(f"{path}: changed")
+    elif path.startswith("templates["):  # whole texts would swamp the history
         out.append(f"{path}: changed")
     else:
         out.append(f"{path}: {_show(old)} -> {_show(new)}")

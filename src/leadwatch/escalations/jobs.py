@@ -54,6 +54,7 @@ class RuntimeSource:
         self.reuse_seconds = reuse_seconds
         self._key: bytes | None = None
         self.templates = TemplateSet(settings.home / "templates")
+        self._template_sets: dict[tuple[tuple[str, str], ...], TemplateSet] = {}
         self._cached: tuple[float, int, settings_service.Config] | None = None
 
     @property
@@ -87,8 +88,22 @@ class RuntimeSource:
             public_url=self.settings.public_base_url,
             claim_link_hours=self.settings.claim_link_hours,
             delivery_max_age_hours=self.settings.delivery_max_age_hours,
-            templates=self.templates,
+            templates=self.templates_for(config),
         )
+
+    def templates_for(self, config: settings_service.Config) -> TemplateSet:
+        """The templates of that settings version over the folder's and the defaults; built
+        once per distinct set of custom templates, since environments cache compiled ones."""
+        overrides = config.document.templates
+        if not overrides:
+            return self.templates
+        key = tuple(sorted(overrides.items()))
+        found = self._template_sets.get(key)
+        if found is None:
+            if len(self._template_sets) > 8:
+                self._template_sets.clear()
+            found = self._template_sets[key] = self.templates.with_overrides(overrides)
+        return found
 
 
 def watch_safely(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -66,8 +66,11 @@ def save(
     author: str,
     now: datetime,
     comment: str | None = None,
+    also_changed: Sequence[str] = (),
 ) -> SettingsVersion:
-    """Store ``document`` as the next version (in force once the unit of work commits)."""
+    """Store ``document`` as the next version (in force once the unit of work commits).
+    ``also_changed``: changes made with it outside the document (a dealership's time zone),
+    recorded in its history."""
     number = current_version(db_session=db_session)
     old = load(db_session=db_session).document
     data = document.model_dump(mode="json")
@@ -77,7 +80,7 @@ def save(
         digest=digest(data),
         author=author,
         comment=comment,
-        changes=settings_changes(old, document),
+        changes=[*settings_changes(old, document), *also_changed],
         created_at=now,
     )
     db_session.add(row)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -18,15 +17,6 @@ from leadwatch.notifications.models import DeliveryAttempt, InboxItem, OutboxMes
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"], dependencies=[Depends(require_token)])
 callbacks = APIRouter(prefix="/api/v1", tags=["notifications"])
-
-SECRET_ADDRESSES = ("slack", "webhook")  # their URLs carry the credential
-
-
-def mask_address(channel: str, address: str) -> str:
-    if channel not in SECRET_ADDRESSES:
-        return address
-    parts = urlsplit(address)
-    return f"{parts.scheme}://{parts.hostname or '?'}/…"
 
 
 class AttemptRead(BaseModel):
@@ -63,7 +53,7 @@ class MessageRead(BaseModel):
     @classmethod
     def of(cls, message: OutboxMessage) -> MessageRead:
         data = {name: getattr(message, name) for name in cls.model_fields}
-        data["address"] = mask_address(message.channel, message.address)
+        data["address"] = service.mask_address(message.channel, message.address)
         return cls.model_validate(data)
 
 
@@ -192,40 +182,7 @@ def mark_read(body: ReadRequest, db_session: SessionDep, clock: ClockDep) -> dic
 @router.get("/notifications/channels")
 def channels(settings: SettingsDep) -> dict[str, dict[str, Any]]:
     """Which channels can send, with their settings; secrets are masked."""
-
-    def secret(value: Any) -> str | None:
-        return "********" if value else None
-
-    return {
-        "email": {
-            "configured": bool(settings.smtp_host),
-            "host": settings.smtp_host,
-            "port": settings.smtp_port,
-            "security": settings.smtp_security,
-            "username": settings.smtp_username,
-            "password": secret(settings.smtp_password),
-            "from": settings.smtp_from,
-        },
-        "sms": {
-            "configured": bool(
-                settings.twilio_account_sid
-                and settings.twilio_auth_token
-                and settings.twilio_from_number
-            ),
-            "account_sid": settings.twilio_account_sid,
-            "auth_token": secret(settings.twilio_auth_token),
-            "from_number": settings.twilio_from_number,
-            "base_url": settings.twilio_base_url,
-        },
-        "slack": {"configured": True, "addresses": "per person (incoming-webhook URL)"},
-        "webhook": {
-            "configured": True,
-            "signing_secret": "********",
-            "allow_private_urls": settings.allow_private_urls,
-            "allow_http_urls": settings.allow_http_urls,
-        },
-        "in_app": {"configured": True},
-    }
+    return service.channel_status(settings)
 
 
 @router.post("/notifications/webhook-test")
@@ -241,13 +198,17 @@ def webhook_test(body: WebhookTest, settings: SettingsDep) -> dict[str, Any]:
 @router.get("/notifications/templates/preview")
 def template_preview(
     settings: SettingsDep,
+    db_session: SessionDep,
     channel: Annotated[str, Query(pattern="^(email|sms|slack|webhook|in_app)$")],
     level: Annotated[str, Query(pattern="^(critical|high|medium|low)$")] = "critical",
 ) -> dict[str, Any]:
-    """The message a channel and level would send, for a sample lead."""
+    """The message a channel and level would send, for a sample lead, with the templates of
+    the settings in force."""
+    from leadwatch.escalations import settings as settings_service
     from leadwatch.notifications.templates import TemplateSet, sample_context
 
-    rendered = TemplateSet(settings.home / "templates").render(
+    overrides = settings_service.load(db_session=db_session).document.templates
+    rendered = TemplateSet(settings.home / "templates", overrides).render(
         channel=channel, level=level, context=sample_context(level)
     )
     return {

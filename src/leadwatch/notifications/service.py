@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from leadwatch.config import Settings
 from leadwatch.notifications.models import DeliveryAttempt, InboxItem, OutboxMessage
 
 STATUSES = ("pending", "sending", "retry", "sent", "dead", "folded")
@@ -149,3 +151,54 @@ def record_sms_receipt(
         message.last_error = f"carrier reported {receipt['status']} ({receipt.get('error_code')})"
         return message, True
     return message, False
+
+
+SECRET_ADDRESSES = ("slack", "webhook")  # their URLs carry the credential
+
+
+def mask_address(channel: str, address: str) -> str:
+    if channel not in SECRET_ADDRESSES:
+        return address
+    parts = urlsplit(address)
+    return f"{parts.scheme}://{parts.hostname or '?'}/…"
+
+
+def channel_status(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Which channels can send, with their settings; secrets are masked."""
+
+    def secret(value: Any) -> str | None:
+        return "********" if value else None
+
+    return {
+        "email": {
+            "configured": bool(settings.smtp_host),
+            "host": settings.smtp_host,
+            "port": settings.smtp_port,
+            "security": settings.smtp_security,
+            "username": settings.smtp_username,
+            "password": secret(settings.smtp_password),
+            "from": settings.smtp_from,
+        },
+        "sms": {
+            "configured": bool(
+                settings.twilio_account_sid
+                and settings.twilio_auth_token
+                and settings.twilio_from_number
+            ),
+            "account_sid": settings.twilio_account_sid,
+            "auth_token": secret(settings.twilio_auth_token),
+            "from_number": settings.twilio_from_number,
+            "base_url": settings.twilio_base_url,
+        },
+        "slack": {"configured": True, "addresses": "per person (incoming-webhook URL)"},
+        "webhook": {
+            "configured": True,
+            "signing_secret": "********",
+            "secret_source": "LEADWATCH_WEBHOOK_SIGNING_SECRET"
+            if settings.webhook_signing_secret is not None
+            else "derived from the installation key",
+            "allow_private_urls": settings.allow_private_urls,
+            "allow_http_urls": settings.allow_http_urls,
+        },
+        "in_app": {"configured": True},
+    }

@@ -1,7 +1,9 @@
 """Escalation messages as Jinja2 templates: shipped defaults, custom overrides, previews.
 
-Managers reword alerts without a release by dropping files in LEADWATCH_HOME/templates. Those
-files are untrusted and may be wrong, which shapes everything here:
+Managers reword alerts without a release: on the settings page (the templates are then part of
+the versioned escalation settings, shared by every process) or by dropping files in
+LEADWATCH_HOME/templates. Either kind is untrusted and may be wrong, which shapes everything
+here:
 
 * Every template runs in an immutable sandbox with StrictUndefined, so a typo fails loudly
   instead of sending "waiting  for first contact". Defaults are strict too: the tests render
@@ -11,8 +13,9 @@ files are untrusted and may be wrong, which shapes everything here:
   about a customer who is waiting. The log redacts the lead, since error text can quote it.
 
 Lookup for (channel, level, part): custom ``{channel}.{level}.{part}.j2``, custom
-``{channel}.{part}.j2``, default ``{channel}.{level}.{part}.j2``, default ``{channel}.{part}.j2``,
-default ``default.{part}.j2``. There is no ``default.html.j2``: only email gets HTML.
+``{channel}.{part}.j2`` (custom: from the settings first, then the folder), default
+``{channel}.{level}.{part}.j2``, default ``{channel}.{part}.j2``, default ``default.{part}.j2``.
+There is no ``default.html.j2``: only email gets HTML.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template
+from jinja2 import BaseLoader, ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined, Template
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -36,6 +39,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path(__file__).parent / "templates"
 PARTS = ("subject", "text", "html")
+CHANNELS = ("email", "sms", "slack", "webhook", "in_app")
+LEVELS = ("critical", "high", "medium", "low")
+# The names a custom template may have (``email.critical.subject.j2``, ``sms.text.j2``...).
+CUSTOM_NAME = re.compile(
+    rf"^({'|'.join(CHANNELS)})(\.({'|'.join(LEVELS)}))?\.(subject|text|html)\.j2$"
+)
 SUBJECT_MAX = 300
 SMS_MAX = 320  # two SMS segments: the link has to survive, the rest is trimmed to fit
 OUTPUT_MAX = 100_000  # the sandbox stops escapes, not a loop that prints forever
@@ -57,11 +66,39 @@ class TemplateSet:
     Environments are built once and cache compiled templates; Jinja's auto_reload notices a
     custom file edited on disk, so a manager's change applies to the next message."""
 
-    def __init__(self, custom_dir: Path | None = None) -> None:
+    def __init__(
+        self, custom_dir: Path | None = None, overrides: Mapping[str, str] | None = None
+    ) -> None:
+        """``overrides``: custom templates by name, from the settings in force; they come
+        before the files of ``custom_dir``."""
         self.custom_dir = custom_dir
+        self.overrides = dict(overrides or {})
         self._default_dir = DEFAULT_DIR
-        self._default = _environment(self._default_dir)
-        self._custom = _environment(custom_dir) if custom_dir is not None else None
+        # Custom templates may include or extend the shipped ones (a copied default does).
+        defaults = FileSystemLoader(self._default_dir)
+        self._default = _environment(defaults)
+        self._custom = (
+            _environment(ChoiceLoader([FileSystemLoader(custom_dir), defaults]))
+            if custom_dir
+            else None
+        )
+        self._settings = (
+            _environment(ChoiceLoader([DictLoader(self.overrides), defaults]))
+            if self.overrides
+            else None
+        )
+
+    def with_overrides(self, overrides: Mapping[str, str]) -> TemplateSet:
+        return TemplateSet(self.custom_dir, overrides)
+
+    def source(self, name: str) -> str | None:
+        """The text a name resolves to now: the settings', a custom file's or the default."""
+        if name in self.overrides:
+            return self.overrides[name]
+        for folder in (self.custom_dir, self._default_dir):
+            if folder is not None and (folder / name).is_file():
+                return (folder / name).read_text(encoding="utf-8")
+        return None
 
     def render(self, *, channel: str, level: str, context: Mapping[str, Any]) -> Rendered:
         for word in (channel, level):
@@ -82,6 +119,7 @@ class TemplateSet:
         found = {path.name: "default" for path in self._default_dir.glob("*.j2")}
         if self.custom_dir is not None and self.custom_dir.is_dir():
             found.update({path.name: "custom" for path in self.custom_dir.glob("*.j2")})
+        found.update(dict.fromkeys(self.overrides, "settings"))
         return dict(sorted(found.items()))
 
     def check(self, source: str) -> list[str]:
@@ -107,9 +145,9 @@ class TemplateSet:
         custom name: the manager made them differ on purpose, and the default is the only text
         known to work."""
         names = [f"{channel}.{level}.{part}.j2", f"{channel}.{part}.j2"]
-        custom, folder = self._custom, self.custom_dir
         for name in names:
-            if custom is None or folder is None or not (folder / name).is_file():
+            custom = self._custom_for(name)
+            if custom is None:
                 continue
             try:
                 output = _run(custom.get_template(name), context)
@@ -132,6 +170,14 @@ class TemplateSet:
         if part == "html":
             return None
         raise LookupError(f"no default template for {channel} {part}")
+
+    def _custom_for(self, name: str) -> ImmutableSandboxedEnvironment | None:
+        if self._settings is not None and name in self.overrides:
+            return self._settings
+        folder = self.custom_dir
+        if self._custom is not None and folder is not None and (folder / name).is_file():
+            return self._custom
+        return None
 
 
 def message_context(
@@ -204,9 +250,9 @@ def mrkdwn(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _environment(directory: Path) -> ImmutableSandboxedEnvironment:
+def _environment(loader: BaseLoader) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(directory),
+        loader=loader,
         autoescape=lambda name: name is not None and name.endswith(".html.j2"),
         undefined=StrictUndefined,
         trim_blocks=True,
