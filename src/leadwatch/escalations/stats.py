@@ -4,15 +4,19 @@ An escalation *succeeded* when its lead was contacted (or sold) after it started
 taken over escalations that are decided (ended, or already successful), since a live one
 that has not reached its lead yet has not had its chance. Times
 are in minutes from the start of the escalation.
+
+``rep`` and ``dealership_id`` narrow everything to what a rep or a manager may see, as
+``service.list_escalations`` does; messages then count only when they belong to one of those
+escalations. Without them (the API, the CLI, an admin) every escalation and message counts.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from leadwatch.escalations.models import Escalation
@@ -20,6 +24,7 @@ from leadwatch.leads.models import Dealership, Lead
 from leadwatch.notifications.models import OutboxMessage
 
 LIVE = ("active", "claimed")
+Columns = TypeVarTuple("Columns")
 
 
 def _minutes(later: datetime | None, earlier: datetime) -> float | None:
@@ -41,8 +46,37 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def escalation_stats(*, db_session: Session, since: datetime, until: datetime) -> dict[str, Any]:
-    rows = db_session.execute(
+def scoped(
+    query: Select[*Columns], *, rep: str | None = None, dealership_id: int | None = None
+) -> Select[*Columns]:
+    """``query`` (over escalations) narrowed to one rep's leads and/or one dealership."""
+    if rep is not None:
+        mine = select(Lead.id).where(func.lower(Lead.rep) == rep.lower())
+        query = query.where(Escalation.lead_id.in_(mine))
+    if dealership_id is not None:
+        query = query.where(Escalation.dealership_id == dealership_id)
+    return query
+
+
+def scoped_messages(
+    query: Select[*Columns], *, rep: str | None = None, dealership_id: int | None = None
+) -> Select[*Columns]:
+    """``query`` (over the outbox) narrowed to the messages of the escalations in scope."""
+    if rep is None and dealership_id is None:
+        return query
+    visible = scoped(select(Escalation.id), rep=rep, dealership_id=dealership_id)
+    return query.where(OutboxMessage.escalation_id.in_(visible))
+
+
+def escalation_stats(
+    *,
+    db_session: Session,
+    since: datetime,
+    until: datetime,
+    rep: str | None = None,
+    dealership_id: int | None = None,
+) -> dict[str, Any]:
+    query = (
         select(
             Escalation.level,
             Escalation.status,
@@ -56,7 +90,8 @@ def escalation_stats(*, db_session: Session, since: datetime, until: datetime) -
         .join(Lead, Lead.id == Escalation.lead_id)
         .join(Dealership, Dealership.id == Escalation.dealership_id)
         .where(Escalation.started_at >= since, Escalation.started_at <= until)
-    ).all()
+    )
+    rows = db_session.execute(scoped(query, rep=rep, dealership_id=dealership_id)).all()
     groups: dict[str, dict[str, Counter[str]]] = {
         "level": defaultdict(Counter),
         "dealership": defaultdict(Counter),
@@ -93,7 +128,7 @@ def escalation_stats(*, db_session: Session, since: datetime, until: datetime) -
         "success_rate": _rate(succeeded, decided),
         "by_level": _grouped(groups["level"]),
         "by_dealership": _grouped(groups["dealership"]),
-        "by_channel": _channels(db_session, since, until),
+        "by_channel": _channels(db_session, since, until, rep=rep, dealership_id=dealership_id),
         "time_to_claim": _summary(to_claim),
         "time_to_first_contact": _summary(to_contact),
         "depth": {
@@ -114,13 +149,21 @@ def _grouped(groups: dict[str, Counter[str]]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _channels(db_session: Session, since: datetime, until: datetime) -> dict[str, Any]:
+def _channels(
+    db_session: Session,
+    since: datetime,
+    until: datetime,
+    *,
+    rep: str | None,
+    dealership_id: int | None,
+) -> dict[str, Any]:
     """Messages per channel by delivery status, and the share delivered of those settled."""
-    rows = db_session.execute(
+    query = (
         select(OutboxMessage.channel, OutboxMessage.status, func.count())
         .where(OutboxMessage.created_at >= since, OutboxMessage.created_at <= until)
         .group_by(OutboxMessage.channel, OutboxMessage.status)
-    ).all()
+    )
+    rows = db_session.execute(scoped_messages(query, rep=rep, dealership_id=dealership_id)).all()
     out: dict[str, dict[str, Any]] = {}
     for channel, status, count in rows:
         entry = out.setdefault(channel, {"total": 0, "by_status": {}})

@@ -3,7 +3,6 @@ the in-app notifications (the bell in the header counts the unread ones)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
@@ -14,12 +13,11 @@ from leadwatch.core.leads import EventType, LeadEventIn
 from leadwatch.deps import ClockDep, SessionDep
 from leadwatch.escalations import service as escalation_service
 from leadwatch.escalations.jobs import watch_safely
-from leadwatch.escalations.stats import escalation_stats
 from leadwatch.leads import service as lead_service
 from leadwatch.leads.models import Lead
 from leadwatch.notifications import service as notification_service
 from leadwatch.users.models import User
-from leadwatch.web import charts
+from leadwatch.web import stats_view
 from leadwatch.web.auth import CurrentUser, SignedInUser, check_csrf
 from leadwatch.web.claim import templates
 
@@ -253,25 +251,16 @@ def stats_page(
     signed_in: CurrentUser,
     db_session: SessionDep,
     clock: ClockDep,
-    days: Annotated[int, Query(ge=1, le=365)] = 30,
+    days: Annotated[int, Query(ge=1, le=90)] = 30,
 ) -> HTMLResponse:
-    """Escalations by level, messages by channel, depth, success and speed, as charts."""
-    end = clock()
-    stats = escalation_stats(db_session=db_session, since=end - timedelta(days=days), until=end)
-    dead = notification_service.counts_by_status(db_session=db_session).get("dead", 0)
-    levels = {k: float(v["total"]) for k, v in stats["by_level"].items()}
-    channels = {k: float(v["total"]) for k, v in stats["by_channel"].items()}
-    depth = {f"{k} steps": float(v) for k, v in stats["depth"]["distribution"].items()}
+    """Escalations over time by level, messages by channel, success, speed, depth and dead
+    letters, as charts, counting only what the user may see."""
+    if days not in stats_view.WINDOWS:
+        raise HTTPException(422, "choose a window of 1, 7, 30 or 90 days")
+    limits, scope = _scope(signed_in.user)
+    shown = stats_view.context(
+        db_session=db_session, user=signed_in.user, limits=limits, days=days, now=clock()
+    )
     return page(
-        request,
-        "stats.html",
-        signed_in,
-        db_session,
-        title="Statistics",
-        days=days,
-        stats=stats,
-        dead_letters=dead,
-        by_level=charts.bars("Escalations by level", levels),
-        by_channel=charts.bars("Messages by channel", channels),
-        depth=charts.bars("Escalations by steps that reached someone", depth),
+        request, "stats.html", signed_in, db_session, title="Statistics", scope=scope, **shown
     )
