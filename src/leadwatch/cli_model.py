@@ -123,8 +123,14 @@ def train_command(
     with err.status(f"reading {data}..."):
         frame = read_leads(data, mapping)
     try:
-        with err.status(f"training {model} on {len(frame):,} leads..."):
-            report = predictor.train(frame, as_of=_as_of(as_of), target=target)
+        doing = f"training {model} on {len(frame):,} leads"
+        with err.status(f"{doing}...") as status:
+            report = predictor.train(
+                frame,
+                as_of=_as_of(as_of),
+                target=target,
+                progress=lambda stage, done: status.update(f"{doing}: {stage} ({done:.0%})..."),
+            )
     except (HistoryTooShortError, KeyError, ValueError) as exc:
         raise fail(f"{data}: {exc}") from None
     chosen_threshold = None

@@ -23,9 +23,10 @@ the horizon key ``"target"``. Scores keep the usual column names (see ``predict`
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,8 @@ from leadwatch.prediction.target import (
 )
 
 Floats = npt.NDArray[np.float64]
+# Training's progress: (stage, fraction of the training done), e.g. ("fitting", 0.05).
+Progress = Callable[[str, float], None]
 DEFAULT_LEVELS = {"critical": 0.10, "high": 0.20, "medium": 0.30}
 IMPORTANCE_SAMPLE = 50_000
 OUTPUT_COLUMNS = ("sale_probability_14d", "sale_probability_30d", "risk_level", "top_factors")
@@ -147,6 +150,7 @@ class LeadOutcomePredictor:
         *,
         as_of: datetime | str | None = None,
         target: str | None = None,
+        progress: Progress | None = None,
     ) -> TrainingReport:
         """Fit on lead history (one row per lead, with created_at, contacted_at, sold_at and
         the feature columns). ``as_of``: when the history was taken (default: its latest date);
@@ -156,18 +160,26 @@ class LeadOutcomePredictor:
         "0"/"1", true/false or yes/no; anything else is a ValueError). Then horizons do not
         apply: the leads are split by creation time only, the model predicts P(outcome) and the
         validation metrics are reported under the single horizon key ``"target"`` (see the
-        module docstring). ``target_`` remembers the column (None in horizon mode)."""
+        module docstring). ``target_`` remembers the column (None in horizon mode).
+
+        ``progress``, if given, is called at each stage ("preparing", then per candidate
+        "fitting", "calibrating", "validating", then "importance", then "fitting" and
+        "calibrating" again for the model that ships) with the fraction of training done."""
+        stage = _Stages(progress)
+        stage("preparing")
         leads = prepare(df)
         moment = pd.Timestamp(as_of).tz_localize(None) if as_of is not None else latest_time(leads)
+        candidates = list(MODEL_TYPES) if self.model_type == "auto" else [self.model_type]
+        stage.candidates = len(candidates)
         if target is not None:
-            return self._train_target(leads, moment, target)
+            return self._train_target(leads, moment, target, stage)
         split = out_of_time_split(leads["created_at"], moment)
         created = leads["created_at"]
-        candidates = list(MODEL_TYPES) if self.model_type == "auto" else [self.model_type]
 
         self.base_rates_ = _base_rates(leads, split)
         scored: dict[str, tuple[float, evaluation.EvaluationReport, _Fitted]] = {}
-        for model_type in candidates:
+        for index, model_type in enumerate(candidates):
+            stage("fitting", index)
             fitted = self._fit(
                 leads,
                 model_type,
@@ -175,15 +187,19 @@ class LeadOutcomePredictor:
                 train=split.train_mask(created),
                 calibrate=split.calibration_mask(created),
                 as_of=moment,
+                calibrating=partial(stage, "calibrating", index),
             )
+            stage("validating", index)
             report = self._validate(leads, fitted, split, moment)
             scored[model_type] = (report.model["30d"].log_loss, report, fitted)
         chosen = min(scored, key=lambda name: scored[name][0])
         _, report, validated = scored[chosen]
 
         self.validation_fitted_ = validated
+        stage("importance")
         importance = self._permutation_importance(leads, validated, split, moment)
         # Ship the same procedure one slice later: trained up to validation, calibrated on it.
+        stage("fitting")
         self.fitted_ = self._fit(
             leads,
             chosen,
@@ -191,6 +207,7 @@ class LeadOutcomePredictor:
             train=created < split.val_start,
             calibrate=split.validation_mask(created),
             as_of=moment,
+            calibrating=partial(stage, "calibrating"),
         )
         masks = (split.train_mask(created), split.calibration_mask(created))
         return self._record(
@@ -206,7 +223,7 @@ class LeadOutcomePredictor:
         )
 
     def _train_target(
-        self, leads: pd.DataFrame, moment: pd.Timestamp, target: str
+        self, leads: pd.DataFrame, moment: pd.Timestamp, target: str, stage: _Stages
     ) -> TrainingReport:
         """Target mode: the same select-then-refit procedure as ``train`` on an explicit
         outcome, with slices by creation time and no horizons."""
@@ -229,8 +246,17 @@ class LeadOutcomePredictor:
         self.base_rates_ = (base, base)
         candidates = list(MODEL_TYPES) if self.model_type == "auto" else [self.model_type]
         scored: dict[str, tuple[float, evaluation.EvaluationReport, _Fitted]] = {}
-        for model_type in candidates:
-            fitted = self._fit_target(features, outcome, model_type, train, calibrate)
+        for index, model_type in enumerate(candidates):
+            stage("fitting", index)
+            fitted = self._fit_target(
+                features,
+                outcome,
+                model_type,
+                train,
+                calibrate,
+                calibrating=partial(stage, "calibrating", index),
+            )
+            stage("validating", index)
             p = self._probabilities(fitted, features[validate])[1]
             report = target_report(outcome[validate], p, base, split.as_dict())
             scored[model_type] = (report.model[TARGET_HORIZON].log_loss, report, fitted)
@@ -238,9 +264,18 @@ class LeadOutcomePredictor:
         _, report, validated = scored[chosen]
 
         self.validation_fitted_ = validated
+        stage("importance")
         importance = self._importance(validated, features[validate], outcome[validate])
         # Ship the same procedure one slice later: trained up to validation, calibrated on it.
-        self.fitted_ = self._fit_target(features, outcome, chosen, train | calibrate, validate)
+        stage("fitting")
+        self.fitted_ = self._fit_target(
+            features,
+            outcome,
+            chosen,
+            train | calibrate,
+            validate,
+            calibrating=partial(stage, "calibrating"),
+        )
         return self._record(
             chosen,
             moment,
@@ -294,10 +329,12 @@ class LeadOutcomePredictor:
         model_type: str,
         train: npt.NDArray[np.bool_],
         calibrate: npt.NDArray[np.bool_],
+        calibrating: Callable[[], None] = lambda: None,
     ) -> _Fitted:
         past = features[train]
         model = HazardModel(model_type, random_state=self.random_state, n_jobs=self.n_jobs)  # type: ignore[arg-type]
         model.fit(single_period(past), outcome[train])
+        calibrating()
         raw = model.predict_hazard(single_period(features[calibrate]))
         return _Fitted(model, fit_horizon(raw, outcome[calibrate]), explain.reference_values(past))
 
@@ -310,6 +347,7 @@ class LeadOutcomePredictor:
         train: pd.Series,
         calibrate: pd.Series,
         as_of: pd.Timestamp,
+        calibrating: Callable[[], None] = lambda: None,
     ) -> _Fitted:
         past = leads[train]
         # Training sees the world as it was at train_as_of: later contacts and sales unknown.
@@ -319,6 +357,7 @@ class LeadOutcomePredictor:
         )
         model = HazardModel(model_type, random_state=self.random_state, n_jobs=self.n_jobs)  # type: ignore[arg-type]
         model.fit(rows, labels, weights)
+        calibrating()
         later = leads[calibrate]
         raw = model.predict_proba_horizons(
             build_features(later, as_of=as_of, features=self.features)
@@ -638,6 +677,31 @@ class LeadOutcomePredictor:
         predictor.as_of_ = pd.Timestamp(str(info.metadata.get("as_of")))
         predictor.version_ = info.version
         return predictor
+
+
+class _Stages:
+    """Turns training's stages into (stage, fraction done) calls of a progress callback.
+
+    The candidates share the first 60 % of the way (fitting, calibrating, validating each),
+    importance comes next, and the model that ships is refitted in the last quarter."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.candidates = 1
+
+    def __call__(self, stage: str, candidate: int | None = None) -> None:
+        if self.progress is None:
+            return
+        if stage == "preparing":
+            fraction = 0.0
+        elif stage == "importance":
+            fraction = 0.65
+        elif candidate is None:  # the refit of the model that ships
+            fraction = 0.75 if stage == "fitting" else 0.9
+        else:
+            step = {"fitting": 0.0, "calibrating": 0.5, "validating": 0.75}[stage]
+            fraction = 0.05 + 0.6 * (candidate + step) / self.candidates
+        self.progress(stage, round(fraction, 3))
 
 
 def _base_rates(leads: pd.DataFrame, split: TimeSplit) -> tuple[float, float]:

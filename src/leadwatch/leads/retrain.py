@@ -1,0 +1,211 @@
+"""Retraining the sale-probability model from the stored leads, in the background of the
+server: read the leads, train, save, re-score the open leads, activate.
+
+One retrain at a time per process (a second is refused while one runs), its progress kept in
+a `RetrainJobs` object that every request of the process reads. A retrain that fails leaves
+the model that was active before it active: the new version is activated only together with
+the re-scoring's commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadwatch.db.engine import unit_of_work
+from leadwatch.leads.export import lead_frame
+from leadwatch.leads.scoring import score_open_leads
+
+if TYPE_CHECKING:
+    from leadwatch.prediction.artifacts import ModelStore
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, float], None]
+# Where each part of a retrain starts on the job's 0..1 scale; training fills the middle.
+TRAINING_START, TRAINING_END, RESCORING_START = 0.05, 0.85, 0.9
+
+
+class RetrainRunningError(Exception):
+    """A retrain is already running in this process."""
+
+
+class NotEnoughLeadsError(ValueError):
+    """Too few stored leads to train on."""
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    version: str
+    model_type: str
+    rows: int  # leads trained on
+    rescored: int  # open leads re-scored with the new model
+    validation: dict[str, Any]  # the training report's out-of-time validation
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """One retrain as the pages show it: a snapshot, replaced (never changed) as it moves on."""
+
+    number: int
+    model_type: str
+    started_by: str
+    started_at: datetime
+    stage: str = "starting"
+    fraction: float = 0.0
+    state: str = "running"  # running, done or failed
+    error: str | None = None
+    result: RetrainResult | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class RetrainJobs:
+    """The retrain of this process: at most one runs, on a thread of its own."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._job: RetrainJob | None = None
+        self._thread: threading.Thread | None = None
+
+    def current(self) -> RetrainJob | None:
+        """The running retrain, or the last one to finish (None before the first)."""
+        with self._lock:
+            return self._job
+
+    def start(
+        self, *, model_type: str, started_by: str, work: Callable[[Progress], RetrainResult]
+    ) -> RetrainJob:
+        """Run ``work`` (given a progress callback) on a new thread; refused while one runs."""
+        with self._lock:
+            if self._job is not None and self._job.running:
+                raise RetrainRunningError(
+                    f"a retrain ({self._job.model_type}, started by {self._job.started_by}) is "
+                    "already running; wait for it to finish"
+                )
+            number = self._job.number + 1 if self._job is not None else 1
+            job = RetrainJob(number, model_type, started_by, self._clock())
+            self._job = job
+            self._thread = threading.Thread(
+                target=self._run, args=(number, work), name=f"retrain-{number}", daemon=True
+            )
+            self._thread.start()
+        log.info("retrain %d (%s) started by %s", number, model_type, started_by)
+        return job
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the running retrain (if any) to finish."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self, number: int, work: Callable[[Progress], RetrainResult]) -> None:
+        def progress(stage: str, fraction: float) -> None:
+            self._update(number, stage=stage, fraction=min(max(fraction, 0.0), 1.0))
+
+        try:
+            result = work(progress)
+        except Exception as exc:  # the job's error is shown to the user; the thread must end
+            error = failure_message(exc)
+            if error is None:
+                log.exception("retrain %d failed", number)
+                error = (
+                    f"training failed unexpectedly ({type(exc).__name__}); the server log "
+                    "has the details"
+                )
+            else:
+                log.warning("retrain %d failed: %s", number, error)
+            self._update(number, state="failed", error=error, finished_at=self._clock())
+            return
+        log.info("retrain %d done: model %s", number, result.version)
+        self._update(
+            number,
+            state="done",
+            stage="done",
+            fraction=1.0,
+            result=result,
+            finished_at=self._clock(),
+        )
+
+    def _update(self, number: int, **changes: Any) -> None:
+        with self._lock:
+            if self._job is not None and self._job.number == number:
+                self._job = replace(self._job, **changes)
+
+
+def failure_message(exc: Exception) -> str | None:
+    """A failure in plain words, or None for a failure nobody expected (a bug)."""
+    from leadwatch.prediction.artifacts import ModelFileError
+    from leadwatch.prediction.splits import HistoryTooShortError
+
+    if isinstance(exc, HistoryTooShortError):
+        return f"history too short: {exc}"
+    if isinstance(exc, NotEnoughLeadsError | ModelFileError):
+        return str(exc)
+    if isinstance(exc, ValueError | KeyError):
+        return f"training failed: {exc}"
+    return None
+
+
+def retrain(
+    *,
+    session_factory: sessionmaker[Session],
+    store: ModelStore,
+    model_type: str,
+    clock: Callable[[], datetime],
+    progress: Progress,
+    n_jobs: int = 2,
+) -> RetrainResult:
+    """Train ``model_type`` on every stored lead, save it, re-score the open leads with it
+    and activate it (activation and re-scoring commit together)."""
+    from leadwatch.prediction.predictor import LeadOutcomePredictor
+
+    predictor = LeadOutcomePredictor(model_type, n_jobs=n_jobs)  # refuses an unknown type
+    progress("reading leads", 0.0)
+    with unit_of_work(session_factory) as db_session:
+        frame = lead_frame(db_session=db_session)
+    if frame.empty:
+        raise NotEnoughLeadsError(
+            "no leads are stored yet: import lead history first (`leadwatch import FILE`)"
+        )
+    span = TRAINING_END - TRAINING_START
+    report = predictor.train(
+        frame, progress=lambda stage, done: progress(stage, TRAINING_START + span * done)
+    )
+    progress("saving", TRAINING_END)
+    previous = _active_or_none(store)
+    info = predictor.save(store, activate=False, now=clock())
+    progress("re-scoring", RESCORING_START)
+    try:
+        with unit_of_work(session_factory) as db_session:
+            rescored = score_open_leads(db_session=db_session, predictor=predictor, now=clock())
+            store.activate(info.version)
+    except BaseException:
+        if previous is not None and _active_or_none(store) != previous:
+            store.activate(previous)  # the scores rolled back: so does the model
+        raise
+    return RetrainResult(
+        version=info.version,
+        model_type=report.model_type,
+        rows=report.rows,
+        rescored=rescored,
+        validation=report.validation,
+    )
+
+
+def _active_or_none(store: ModelStore) -> str | None:
+    from leadwatch.prediction.artifacts import ModelFileError
+
+    try:
+        return store.active_version()
+    except ModelFileError:  # a damaged active.json: the new model replaces it
+        return None
