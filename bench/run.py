@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_delivery  # noqa: E402
 import bench_escalation  # noqa: E402
+import bench_flow  # noqa: E402
 import bench_import  # noqa: E402
 import bench_predict  # noqa: E402
 
@@ -46,8 +47,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the import file")
     parser.add_argument(
         "--only",
-        default="import,predict,escalation,delivery",
-        help="comma-separated benchmarks: import, predict, escalation, delivery",
+        default="import,predict,escalation,delivery,flow",
+        help="comma-separated benchmarks: import, predict, escalation, delivery, flow",
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
@@ -69,6 +70,10 @@ def main() -> None:
     if "delivery" in args.only.split(","):
         deliveries = bench_delivery.run(args.backends.split(","))
 
+    flows: list[dict[str, object]] = []
+    if "flow" in args.only.split(","):
+        flows = bench_flow.run(args.rows)
+
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     previous = out / "latest.json"
@@ -78,6 +83,7 @@ def main() -> None:
         predictions = predictions or earlier.get("prediction", [])
         escalations = escalations or earlier.get("escalation", [])
         deliveries = deliveries or earlier.get("delivery", [])
+        flows = flows or earlier.get("flow", [])
     report = {
         "machine": machine(),
         "date": datetime.now(UTC).date().isoformat(),
@@ -85,6 +91,7 @@ def main() -> None:
         "prediction": predictions,
         "escalation": escalations,
         "delivery": deliveries,
+        "flow": flows,
     }
     (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nMachine: {report['machine']}; date: {report['date']}\n")
@@ -95,7 +102,7 @@ def main() -> None:
             f"| {r['benchmark']} | {r['backend']} | {r['rows']:,} | {r['seconds']} "
             f"| {r['rows_per_second']:,} | {r['peak_mb']} MB |"
         )
-    for p in [*predictions, *escalations, *deliveries]:
+    for p in [*predictions, *escalations, *deliveries, *flows]:
         print(f"- {json.dumps(p)}")
 
 

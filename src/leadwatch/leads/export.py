@@ -70,8 +70,8 @@ def lead_frame(
     ).join(Dealership, Dealership.id == Lead.dealership_id)
     if dealership_ids is not None:
         query = query.where(Lead.dealership_id.in_(list(dealership_ids)))
-    if rep is not None:
-        query = query.where(Lead.rep == rep)
+    if rep is not None:  # as the leads pages match a rep: regardless of case
+        query = query.where(func.lower(Lead.rep) == rep.lower())
     if since is not None:
         query = query.where(Lead.created_at >= since)
     if not include_linked:
