@@ -21,13 +21,19 @@ from leadwatch.deps import SessionDep
 from leadwatch.escalations.api import router as escalations_router
 from leadwatch.escalations.jobs import RuntimeSource, make_runner
 from leadwatch.leads.api import router as leads_router
+from leadwatch.leads.retrain import RetrainJobs
 from leadwatch.leads.scoring import ActiveModel
 from leadwatch.notifications.api import callbacks as notification_callbacks
 from leadwatch.notifications.api import router as notifications_router
 from leadwatch.prediction.artifacts import store_for
 from leadwatch.web.auth import router as web_auth_router
 from leadwatch.web.claim import router as claim_router
+from leadwatch.web.flow_pages import router as flow_router
+from leadwatch.web.model_pages import router as model_router
 from leadwatch.web.pages import router as web_pages_router
+from leadwatch.web.settings_chains import router as settings_chains_router
+from leadwatch.web.settings_hours import router as settings_hours_router
+from leadwatch.web.settings_integrations import router as settings_integrations_router
 from leadwatch.web.settings_pages import router as web_settings_router
 
 log = logging.getLogger(__name__)
@@ -130,6 +136,7 @@ def create_app(
     app.state.clock = clock
     app.state.active_model = active_model
     app.state.escalation_runtime = runtime
+    app.state.model_jobs = RetrainJobs(clock)  # the one retrain of this process
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(Exception)
@@ -150,5 +157,10 @@ def create_app(
     app.include_router(claim_router)
     app.include_router(web_auth_router)
     app.include_router(web_pages_router)
+    app.include_router(flow_router)
     app.include_router(web_settings_router)
+    app.include_router(settings_chains_router)
+    app.include_router(settings_hours_router)
+    app.include_router(settings_integrations_router)
+    app.include_router(model_router)
     return app

@@ -116,9 +116,12 @@ def test_a_manager_tunes_escalation_and_sees_a_posted_lead_arrive(
             page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
             page.goto(f"{base}/escalations")
             expect(page).to_have_url(f"{base}/login?next=/escalations")
-            page.get_by_label("Email").fill("sam@riverside.example")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            # Signed in with the keyboard only: the email field, Tab, the password, Enter.
+            page.get_by_label("Email").focus()
+            page.keyboard.type("sam@riverside.example")
+            page.keyboard.press("Tab")
+            page.keyboard.type(PASSWORD)
+            page.keyboard.press("Enter")
             expect(page.get_by_role("heading", name="Recent escalations")).to_be_visible()
 
             # Notification Settings > Lead Escalation: every new lead counts as at risk...
@@ -129,13 +132,23 @@ def test_a_manager_tunes_escalation_and_sees_a_posted_lead_arrive(
             page.get_by_role("button", name="Save thresholds").click()
             expect(page.get_by_text("Thresholds saved.")).to_be_visible()
             # ...and a BDC desk joins the recipients.
+            page.get_by_role("link", name="Recipients").click()
             page.get_by_label("Key").fill("lee")
             page.get_by_label("Name").fill("Lee Chen")
             page.get_by_label("Role").select_option("bdc")
             page.get_by_label("Email").fill("lee@riverside.example")
             page.get_by_role("button", name="Add recipient").click()
-            expect(page.get_by_role("cell", name="Lee Chen")).to_be_visible()
+            expect(page.get_by_role("cell", name="Lee Chen", exact=True)).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
+            # The in-app subject is reworded, with the preview following the typing.
+            page.get_by_role("link", name="Templates").click()
+            page.get_by_label("Template", exact=True).select_option("in_app.subject.j2")
+            page.get_by_role("button", name="Open").click()
+            page.get_by_label("Template text").fill("Call {{ customer }} now")
+            expect(page.locator("#preview")).to_contain_text("Call Maria Gonzalez now")
+            page.get_by_role("button", name="Save template").click()
+            expect(page.get_by_text("Template saved.")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "settings-templates.png"), full_page=True)
             page.get_by_role("link", name="Escalations").click()
 
             lead = {
@@ -168,7 +181,7 @@ def test_a_manager_tunes_escalation_and_sees_a_posted_lead_arrive(
                 page.reload()
             expect(bell).to_be_visible()
             bell.click()
-            expect(page.get_by_text("Jordan Miles")).to_be_visible()
+            expect(page.get_by_text("Call Jordan Miles now")).to_be_visible()  # the saved template
             page.get_by_role("button", name="Mark all as read").click()
             expect(page.get_by_text("0 unread.")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "notifications.png"), full_page=True)

@@ -1,13 +1,23 @@
-"""Notification Settings > Lead Escalation: the thresholds and the recipients, edited in the
-browser; every save is a new settings version with who, what and when. Admins and managers
-edit; reps read."""
+"""Notification Settings > Lead Escalation, edited in the browser.
+
+The tab is split in sub-pages (thresholds, recipients, chains, working hours, routing,
+webhooks and channels, templates) that all edit one versioned settings document: every save
+is a new version with who, what and when. Admins and managers edit; reps read. Each form
+carries the version it was opened on, so two managers saving at once cannot silently undo
+each other: the second is told and shown the settings as they now are.
+
+This module holds what the sub-pages share and the first two of them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from leadwatch.deps import ClockDep, SessionDep
 from leadwatch.escalations import settings as settings_service
@@ -16,74 +26,164 @@ from leadwatch.web.pages import page
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 EDITORS = ("admin", "manager")
+BASE = "/settings/escalation"
+TABS = (
+    ("general", BASE, "Thresholds"),
+    ("recipients", f"{BASE}/recipients", "Recipients"),
+    ("chains", f"{BASE}/chains", "Chains"),
+    ("hours", f"{BASE}/hours", "Working hours"),
+    ("routing", f"{BASE}/routing", "Routing"),
+    ("integrations", f"{BASE}/integrations", "Webhooks & channels"),
+    ("templates", f"{BASE}/templates", "Templates"),
+)
+TAB_URLS = {name: url for name, url, _ in TABS}
+NOTICES = {
+    "thresholds": "Thresholds saved.",
+    "general": "Settings saved.",
+    "person": "Recipient added.",
+    "person-updated": "Recipient saved.",
+    "person-removed": "Recipient removed.",
+    "chain": "Chain saved.",
+    "levels": "Levels and after-hours rules saved.",
+    "hours": "Working hours saved.",
+    "zone": "Time zone saved.",
+    "route": "Routing rule saved.",
+    "route-removed": "Routing rule removed.",
+    "template": "Template saved.",
+    "template-reset": "Template reset to the default.",
+    "unchanged": "Nothing changed, so no new version was saved.",
+}
+Change = Callable[[dict[str, Any]], None]
+BaseVersion = Annotated[int, Form(ge=0)]
+TabContext = Callable[[Session], dict[str, Any]]
+_contexts: dict[str, TabContext] = {}
 
 
-def _render(
+def tab_context(tab: str) -> Callable[[TabContext], TabContext]:
+    """Registers what a sub-page shows besides the document, so the page looks the same
+    when it is shown again with an error after a refused save."""
+
+    def register(build: TabContext) -> TabContext:
+        _contexts[tab] = build
+        return build
+
+    return register
+
+
+def render_tab(
     request: Request,
     signed_in: SignedInUser,
     db_session: SessionDep,
+    tab: str,
     *,
     code: int = 200,
+    saved: str = "",
     **context: Any,
 ) -> HTMLResponse:
     config = settings_service.load(db_session=db_session)
     row = settings_service.get_version(db_session=db_session, version=config.version)
-    thresholds = config.thresholds()
+    build = _contexts.get(tab)
+    context = (build(db_session) if build else {}) | context
     response = page(
         request,
-        "settings.html",
+        f"settings_{tab}.html",
         signed_in,
         db_session,
         title="Lead Escalation settings",
+        tab=tab,
+        tabs=TABS,
         version=config.version,
         saved_by=row.author if row else None,
         document=config.document,
-        thresholds={
-            "critical": thresholds.critical,
-            "high": thresholds.high,
-            "medium": thresholds.medium,
-        },
-        history=settings_service.history(db_session=db_session, limit=20),
         can_edit=signed_in.user.role in EDITORS,
+        notice=NOTICES.get(saved),
         **context,
     )
     response.status_code = code
     return response
 
 
-def _save(
+def require_editor(signed_in: SignedInUser) -> None:
+    if signed_in.user.role not in EDITORS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins and managers edit settings")
+
+
+def save_change(
     request: Request,
     signed_in: SignedInUser,
     db_session: SessionDep,
-    now: Any,
-    changed: dict[str, Any],
+    now: datetime,
+    *,
+    tab: str,
+    base_version: int,
+    change: Change,
     notice: str,
+    comment: str | None = None,
 ) -> Response:
-    if signed_in.user.role not in EDITORS:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins and managers edit settings")
-    current = settings_service.load(db_session=db_session).document
-    data = current.model_dump(mode="json") | changed
+    """Apply ``change`` to the settings in force and save the result as a new version, or
+    show the tab again with what is wrong (nothing saved)."""
+    require_editor(signed_in)
+    config = settings_service.load(db_session=db_session)
+    if base_version != config.version:
+        row = settings_service.get_version(db_session=db_session, version=config.version)
+        who = f" by {row.author}" if row else ""
+        return render_tab(
+            request,
+            signed_in,
+            db_session,
+            tab,
+            code=status.HTTP_409_CONFLICT,
+            error=f"Version {config.version} was saved{who} after you opened this page, so "
+            "your change was not applied. The page now shows the settings in force: make "
+            "your change again.",
+        )
+    data = config.document.model_dump(mode="json")
     try:
+        change(data)
         document = settings_service.parse(data)
-    except settings_service.SettingsError as exc:
-        return _render(request, signed_in, db_session, code=422, error=str(exc))
-    settings_service.save(
-        db_session=db_session, document=document, author=signed_in.user.email, now=now
-    )
+    except (settings_service.SettingsError, ValueError) as exc:
+        return render_tab(request, signed_in, db_session, tab, code=422, error=str(exc))
+    if document == config.document:
+        notice = "unchanged"
+    else:
+        settings_service.save(
+            db_session=db_session,
+            document=document,
+            author=signed_in.user.email,
+            now=now,
+            comment=comment,
+        )
     return RedirectResponse(
-        f"/settings/escalation?saved={notice}", status_code=status.HTTP_303_SEE_OTHER
+        f"{TAB_URLS[tab]}?saved={notice}", status_code=status.HTTP_303_SEE_OTHER
     )
 
 
-@router.get("/settings/escalation", response_class=HTMLResponse)
+def listed(text: str) -> list[str]:
+    """A comma- or line-separated form field as a list, blanks dropped."""
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+@tab_context("general")
+def _general(db_session: Session) -> dict[str, Any]:
+    thresholds = settings_service.load(db_session=db_session).thresholds()
+    return {
+        "thresholds": {
+            "critical": thresholds.critical,
+            "high": thresholds.high,
+            "medium": thresholds.medium,
+        },
+        "history": settings_service.history(db_session=db_session, limit=20),
+    }
+
+
+@router.get(BASE, response_class=HTMLResponse)
 def settings_page(
     request: Request, signed_in: CurrentUser, db_session: SessionDep, saved: str = ""
 ) -> HTMLResponse:
-    notice = {"thresholds": "Thresholds saved.", "person": "Recipient added."}.get(saved)
-    return _render(request, signed_in, db_session, notice=notice)
+    return render_tab(request, signed_in, db_session, "general", saved=saved)
 
 
-@router.post("/settings/escalation/thresholds")
+@router.post(f"{BASE}/thresholds")
 def save_thresholds(
     request: Request,
     signed_in: CurrentUser,
@@ -93,14 +193,81 @@ def save_thresholds(
     critical: Annotated[float, Form()],
     high: Annotated[float, Form()],
     medium: Annotated[float, Form()],
+    base_version: BaseVersion,
 ) -> Response:
     check_csrf(signed_in, csrf_token)
-    lines = {"critical": critical, "high": high, "medium": medium}
-    return _save(request, signed_in, db_session, clock(), {"thresholds": lines}, "thresholds")
+
+    def change(data: dict[str, Any]) -> None:
+        data["thresholds"] = {"critical": critical, "high": high, "medium": medium}
+
+    return save_change(
+        request,
+        signed_in,
+        db_session,
+        clock(),
+        tab="general",
+        base_version=base_version,
+        change=change,
+        notice="thresholds",
+    )
 
 
-@router.post("/settings/escalation/people")
-def add_person(
+@router.post(f"{BASE}/general")
+def save_general(
+    request: Request,
+    signed_in: CurrentUser,
+    db_session: SessionDep,
+    clock: ClockDep,
+    csrf_token: Annotated[str, Form(max_length=100)],
+    horizon_days: Annotated[int, Form()],
+    claim_timeout_minutes: Annotated[float, Form()],
+    watch_hours: Annotated[float, Form()],
+    base_version: BaseVersion,
+    escalate_low: Annotated[bool, Form()] = False,
+) -> Response:
+    check_csrf(signed_in, csrf_token)
+
+    def change(data: dict[str, Any]) -> None:
+        data |= {
+            "horizon_days": horizon_days,
+            "claim_timeout_minutes": claim_timeout_minutes,
+            "watch_hours": watch_hours,
+            "escalate_low": escalate_low,
+        }
+
+    return save_change(
+        request,
+        signed_in,
+        db_session,
+        clock(),
+        tab="general",
+        base_version=base_version,
+        change=change,
+        notice="general",
+    )
+
+
+@tab_context("recipients")
+def _recipients(db_session: Session) -> dict[str, Any]:
+    document = settings_service.load(db_session=db_session).document
+    return {"after_hours": set(document.after_hours_recipients), "editing": None}
+
+
+@router.get(f"{BASE}/recipients", response_class=HTMLResponse)
+def recipients_page(
+    request: Request,
+    signed_in: CurrentUser,
+    db_session: SessionDep,
+    saved: str = "",
+    edit: str = "",
+) -> HTMLResponse:
+    document = settings_service.load(db_session=db_session).document
+    editing = next((p for p in document.people if p.key == edit), None)
+    return render_tab(request, signed_in, db_session, "recipients", saved=saved, editing=editing)
+
+
+@router.post(f"{BASE}/people")
+def save_person(
     request: Request,
     signed_in: CurrentUser,
     db_session: SessionDep,
@@ -108,12 +275,85 @@ def add_person(
     csrf_token: Annotated[str, Form(max_length=100)],
     key: Annotated[str, Form(max_length=200)],
     name: Annotated[str, Form(max_length=200)],
+    base_version: BaseVersion,
+    original_key: Annotated[str, Form(max_length=200)] = "",
+    roles: Annotated[list[str] | None, Form()] = None,
     role: Annotated[str, Form(max_length=30)] = "",
+    dealership: Annotated[str, Form(max_length=200)] = "",
     email: Annotated[str, Form(max_length=320)] = "",
     phone: Annotated[str, Form(max_length=50)] = "",
+    slack: Annotated[str, Form(max_length=100)] = "",
+    webhook: Annotated[str, Form(max_length=2000)] = "",
+    after_hours: Annotated[bool, Form()] = False,
+    active: Annotated[bool, Form()] = False,
+) -> Response:
+    """Add a recipient, or replace ``original_key``'s entry when editing one."""
+    check_csrf(signed_in, csrf_token)
+    chosen = [*(roles or []), *([role] if role else [])]
+    person = {
+        "key": key,
+        "name": name,
+        "roles": sorted(set(chosen)),
+        "dealership": dealership,
+        "email": email,
+        "phone": phone,
+        "slack": slack,
+        "webhook": webhook,
+        "active": active or not original_key,  # a new recipient starts active
+    }
+
+    def change(data: dict[str, Any]) -> None:
+        people = data["people"]
+        if original_key:
+            at = next((i for i, p in enumerate(people) if p["key"] == original_key), None)
+            if at is None:
+                raise ValueError(f"no recipient {original_key!r} to edit: it was removed")
+            people[at] = person
+        else:
+            people.append(person)
+        ref = f"person:{key}"
+        others = [
+            r for r in data["after_hours_recipients"] if r not in (ref, f"person:{original_key}")
+        ]
+        data["after_hours_recipients"] = [*others, ref] if after_hours else others
+
+    return save_change(
+        request,
+        signed_in,
+        db_session,
+        clock(),
+        tab="recipients",
+        base_version=base_version,
+        change=change,
+        notice="person-updated" if original_key else "person",
+    )
+
+
+@router.post(f"{BASE}/people/remove")
+def remove_person(
+    request: Request,
+    signed_in: CurrentUser,
+    db_session: SessionDep,
+    clock: ClockDep,
+    csrf_token: Annotated[str, Form(max_length=100)],
+    key: Annotated[str, Form(max_length=200)],
+    base_version: BaseVersion,
 ) -> Response:
     check_csrf(signed_in, csrf_token)
-    people = settings_service.load(db_session=db_session).document.model_dump(mode="json")["people"]
-    person = {"key": key, "name": name, "roles": [role] if role else [], "email": email}
-    person["phone"] = phone
-    return _save(request, signed_in, db_session, clock(), {"people": [*people, person]}, "person")
+
+    def change(data: dict[str, Any]) -> None:
+        data["people"] = [p for p in data["people"] if p["key"] != key]
+        data["after_hours_recipients"] = [
+            r for r in data["after_hours_recipients"] if r != f"person:{key}"
+        ]
+
+    return save_change(
+        request,
+        signed_in,
+        db_session,
+        clock(),
+        tab="recipients",
+        base_version=base_version,
+        change=change,
+        notice="person-removed",
+    )
