@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from leadwatch import __version__
+from leadwatch.cli_analysis import analyze_command
 from leadwatch.cli_escalation import escalation_app, settings_app, worker_command
 from leadwatch.cli_model import evaluate_command, models_app, score_command, train_command
 from leadwatch.cli_notifications import notifications_app, outbox_app
@@ -58,6 +60,7 @@ app.add_typer(user_app, name="user")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("score")(score_command)
+app.command("analyze")(analyze_command)
 
 # ADF documents are parsed whole (they are email bodies, rarely over a few KB); a file larger
 # than this is refused with a clear error rather than read into memory.
@@ -544,9 +547,17 @@ def demo(
     no_serve: Annotated[
         bool, typer.Option("--no-serve", help="Prepare the demo and exit without serving.")
     ] = False,
+    stream: Annotated[
+        bool,
+        typer.Option(help="While serving, post a simulated incoming lead every few seconds."),
+    ] = True,
+    stream_every: Annotated[
+        float, typer.Option(min=1.0, help="Seconds between simulated leads (on average).")
+    ] = 20.0,
 ) -> None:
     """Generate demo history, import it into the embedded database, train the model on it,
-    score the open leads and serve the API."""
+    score the open leads, staff the stores, and serve the web pages and the API with a stream
+    of simulated incoming leads (escalations arrive in the in-app inbox)."""
     from leadwatch.auth import service as auth_service
     from leadwatch.demo.generator import GeneratorConfig, write_history
 
@@ -585,7 +596,18 @@ def demo(
     if no_serve:
         out.print(f"ready: run `leadwatch serve` and open http://{host}:{port}/docs")
         return
-    _serve(settings, host, port)
+    stop = threading.Event()
+    if stream:
+        from leadwatch.demo.stream import DemoLeadStream
+
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        feed = DemoLeadStream(f"http://{local}:{port}", token, every=stream_every)
+        threading.Thread(target=feed.run, args=(stop,), name="demo-stream", daemon=True).start()
+        out.print(f"simulated leads: one about every {stream_every:g} s (--no-stream to stop)")
+    try:
+        _serve(settings, host, port)
+    finally:
+        stop.set()
 
 
 def _demo_model(settings: Settings, history: Path) -> None:
