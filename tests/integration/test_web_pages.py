@@ -163,3 +163,33 @@ def test_a_rep_sees_only_the_escalations_of_their_own_leads(
     assert f">#{mine}</a>" in listing.text and f">#{theirs}</a>" not in listing.text
     assert browser.get(f"/escalations/{world.escalation(theirs).id}").status_code == 404
     assert browser.get(f"/escalations/{world.escalation(mine).id}").status_code == 200
+
+
+def test_escalations_filter_by_channel_and_dealership(
+    engine: Engine, settings: Settings, world: World
+) -> None:
+    critical = world.add_lead("F-1", probability=0.05)  # messages at once, sms among them
+    medium = world.add_lead("F-2", probability=0.25)  # its first step waits: no message yet
+    world.watch(critical, medium)
+    with unit_of_work(world.factory) as db_session:
+        user_service.create_user(
+            db_session=db_session,
+            email="ada@riverside.example",
+            password=PASSWORD,
+            role="admin",
+            now=OPEN_TUESDAY,
+        )
+        store = db_session.get(Lead, critical).dealership_id  # type: ignore[union-attr]
+    with TestClient(create_app(settings, engine=engine, clock=world.clock)) as admin:
+        token = CSRF.search(admin.get("/login").text)
+        assert token is not None
+        data = {"email": "ada@riverside.example", "password": PASSWORD}
+        assert admin.post("/login", data=data | {"csrf_token": token.group(1)}).status_code == 200
+        by_sms = admin.get("/escalations", params={"channel": "sms"}).text
+        assert f">#{critical}</a>" in by_sms and f">#{medium}</a>" not in by_sms
+        here = admin.get("/escalations", params={"dealership": store}).text
+        assert f">#{critical}</a>" in here and f">#{medium}</a>" in here
+        assert "<td>Riverside Motors</td>" in here
+        elsewhere = admin.get("/escalations", params={"dealership": store + 1}).text
+        assert "No escalations match." in elsewhere
+        assert admin.get("/escalations", params={"channel": "fax"}).status_code == 422

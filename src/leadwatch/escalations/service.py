@@ -799,9 +799,14 @@ def list_escalations(
     level: str | None = None,
     rep: str | None = None,
     dealership_id: int | None = None,
+    channel: str | None = None,
 ) -> list[Escalation]:
-    """Newest first; ``rep`` and ``dealership_id`` narrow to what a rep or a manager sees."""
+    """Newest first; ``rep`` and ``dealership_id`` narrow to what a rep or a manager sees;
+    ``channel``: escalations that wrote at least one message for that channel."""
     query = select(Escalation).order_by(Escalation.started_at.desc(), Escalation.id.desc())
+    if channel:
+        used = select(OutboxMessage.escalation_id).where(OutboxMessage.channel == channel)
+        query = query.where(Escalation.id.in_(used))
     if rep is not None:
         mine = select(Lead.id).where(func.lower(Lead.rep) == rep.lower())
         query = query.where(Escalation.lead_id.in_(mine))

@@ -19,7 +19,7 @@ def bars(title: str, values: Mapping[str, float], *, unit: str = "") -> str:
     ident = "chart-" + "".join(c if c.isalnum() else "-" for c in title.lower())
     parts = [
         f'<svg role="img" aria-labelledby="{ident}" viewBox="0 0 {width} '
-        f'{height * len(rows) + 30}" style="max-width:100%;height:auto">',
+        f'{height * len(rows) + 30}" style="width:100%;max-width:40rem;height:auto">',
         f'<title id="{ident}">{escape(title)}: '
         + escape(", ".join(f"{k} {v:g}{unit}" for k, v in rows))
         + "</title>",
@@ -364,7 +364,7 @@ def rate_bars(
     total = 40 + height * len(shown)
     parts = [
         f'<svg role="img" aria-labelledby="{ident}" viewBox="0 0 480 {total}" '
-        'style="max-width:100%;height:auto">',
+        'style="width:100%;max-width:40rem;height:auto">',
         f'<title id="{ident}">{escape(title)}: {escape(summary)}</title>',
         f'<text x="0" y="16" font-size="14" font-weight="600">{escape(title)}</text>',
     ]
@@ -416,7 +416,7 @@ def rate_columns(
     summary = ", ".join(f"{label} {_flow_pct(rate)}" for label, rate, _, _ in rows)
     parts = [
         f'<svg role="img" aria-labelledby="{ident}" viewBox="0 0 480 244" '
-        'style="max-width:100%;height:auto">',
+        'style="width:100%;max-width:40rem;height:auto">',
         f'<title id="{ident}">{escape(title)}: {escape(summary)}</title>',
         f'<text x="0" y="16" font-size="14" font-weight="600">{escape(title)}</text>',
     ]
@@ -472,7 +472,7 @@ def funnel(title: str, stages: Sequence[tuple[str, int]]) -> str:
     summary = ", ".join(f"{name} {count:,} ({count / first:.0%})" for name, count in stages)
     parts = [
         f'<svg role="img" aria-labelledby="{ident}" viewBox="0 0 480 '
-        f'{30 + height * len(stages)}" style="max-width:100%;height:auto">',
+        f'{30 + height * len(stages)}" style="width:100%;max-width:40rem;height:auto">',
         f'<title id="{ident}">{escape(title)}: {escape(summary)}</title>',
         f'<text x="0" y="16" font-size="14" font-weight="600">{escape(title)}</text>',
     ]
@@ -506,7 +506,7 @@ def paired_bars(
     )
     parts = [
         f'<svg role="img" aria-labelledby="{ident}" viewBox="0 0 480 '
-        f'{50 + height * len(rows)}" style="max-width:100%;height:auto">',
+        f'{50 + height * len(rows)}" style="width:100%;max-width:40rem;height:auto">',
         f'<title id="{ident}">{escape(title)}: {escape(summary)}</title>',
         f'<text x="0" y="16" font-size="14" font-weight="600">{escape(title)}</text>',
     ]

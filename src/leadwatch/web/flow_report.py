@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from leadwatch.analysis import FlowReport
@@ -38,7 +39,7 @@ def view(report: FlowReport) -> dict[str, Any]:
     overall = report.overall
     base = overall.d30.rate
     return {
-        "as_of": report.as_of,
+        "as_of": _moment(report.as_of),
         "leads": f"{report.leads:,}",
         "excluded": [f"{count:,} {reason}" for reason, count in report.excluded.items()],
         "min_group": report.min_group,
@@ -205,3 +206,11 @@ def render_html(report: FlowReport, *, title: str = "Lead flow") -> str:
     """The standalone report: one HTML file with inline CSS and SVG, nothing fetched."""
     template = _environment.get_template("flow_report.html")
     return template.render(title=title, v=view(report))
+
+
+def _moment(text: str) -> str:
+    """'2026-11-26 02:09:38.165151+00:00' -> '2026-11-26 02:09 UTC' for people to read."""
+    stamp = pd.Timestamp(text)
+    if stamp.tzinfo is None:  # on the stores' own clocks
+        return stamp.strftime("%Y-%m-%d %H:%M")
+    return stamp.tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")

@@ -64,24 +64,46 @@ def escalations_page(
     esc_status: Annotated[
         str, Query(alias="status", pattern="^(|live|active|claimed|stopped|exhausted)$")
     ] = "",
+    channel: Annotated[str, Query(pattern="^(|email|sms|slack|webhook|in_app)$")] = "",
+    dealership: Annotated[int | None, Query(ge=1)] = None,
+    older: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> HTMLResponse:
-    limits, _ = _scope(signed_in.user)
+    limits, scope = _scope(signed_in.user)
+    if dealership is not None and "dealership_id" not in limits:
+        limits = {**limits, "dealership_id": dealership}  # a manager stays in their store
+    shown = 100
     rows = escalation_service.list_escalations(
         db_session=db_session,
-        limit=100,
+        limit=shown + 1,
+        offset=older,
         status=esc_status or None,
         level=level or None,
+        channel=channel or None,
         **limits,
     )
+    stores = {d.id: d.name for d in lead_service.list_dealerships(db_session=db_session)}
+    filters = {"level": level, "status": esc_status, "channel": channel}
+    if dealership is not None:
+        filters["dealership"] = str(dealership)
     return page(
         request,
         "escalations.html",
         signed_in,
         db_session,
         title="Escalations",
-        escalations=rows,
+        escalations=rows[:shown],
+        more=len(rows) > shown,
+        older=older,
+        shown=shown,
+        filters=filters,
         level=level,
         status=esc_status,
+        channel=channel,
+        dealership=dealership,
+        stores=stores,
+        choose_store=signed_in.user.role == "admin"
+        or (signed_in.user.role == "manager" and signed_in.user.dealership_id is None),
+        scope=scope,
     )
 
 
