@@ -147,7 +147,7 @@ def read_flow_csv(path: Path, mapping: Path | None = None) -> pd.DataFrame:
 
     renames = _canonical_columns(path, mapping) if path.is_file() else {}
     return read_leads(
-        path, mapping, usecols=lambda heading: renames.get(heading, heading) in FLOW_COLUMNS
+        path, mapping, wanted=lambda heading: renames.get(heading, heading) in FLOW_COLUMNS
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -46,15 +47,28 @@ def _canonical_columns(path: Path, mapping: Path | None) -> dict[str, str]:
     return {header[index]: name for name, index in columns.fields.items()}
 
 
-def read_leads(path: Path, mapping: Path | None = None, **kwargs: Any) -> pd.DataFrame:
+def read_leads(
+    path: Path, mapping: Path | None = None, *, wanted: Callable[[str], bool] | None = None
+) -> pd.DataFrame:
+    """A lead CSV under canonical column names (only the headings ``wanted`` keeps), its ISO
+    times already parsed (see `prediction.frames.read_csv_chunks`)."""
     import pandas as pd
+
+    from leadwatch.prediction.frames import read_csv_chunks
 
     if not path.is_file():
         raise fail(f"{path}: no such file")
     renames = _canonical_columns(path, mapping)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", **kwargs)
-    renamed: pd.DataFrame = frame.rename(columns=renames)
-    return renamed
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), [])
+    headings = [h for h in header if wanted is None or wanted(h)]
+    try:
+        chunks = list(read_csv_chunks(path, columns=headings, renames=renames))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if not chunks:
+        return pd.DataFrame(columns=[renames.get(h, h) for h in headings])
+    return pd.concat(chunks, ignore_index=True)
 
 
 def _as_of(value: str | None) -> datetime | None:
@@ -285,15 +299,19 @@ def score_command(
     import pandas as pd
 
     from leadwatch.cli_support import load_settings
-    from leadwatch.prediction.frames import latest_time, prepare
+    from leadwatch.prediction.frames import latest_time, prepare, read_csv_chunks
 
     predictor = _load(load_settings(), version)
     renames = _canonical_columns(file, mapping)
     moment = _as_of(as_of)
     if moment is None:  # one pass over the time columns only: the file's latest date
         times = [c for c, name in renames.items() if name.endswith("_at")]
-        frame = pd.read_csv(file, dtype=str, usecols=times, keep_default_na=False)
-        moment = latest_time(prepare(frame.rename(columns=renames))).to_pydatetime()
+        try:
+            chunks = list(read_csv_chunks(file, columns=times, renames=renames))
+            frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+            moment = latest_time(prepare(frame)).to_pydatetime()
+        except (KeyError, ValueError) as exc:
+            raise fail(f"{file}: {exc}") from None
     with file.open("rb") as handle:  # for the progress bar; quoted line breaks overcount
         total = sum(1 for _ in handle) - 1
     needed = _scoring_columns(renames, predictor)
@@ -316,7 +334,7 @@ def score_command(
                 raise fail(f"{file}: {exc}") from None
             return scored.iloc[:, len(chunk.columns) :]
 
-        written = _score_by_appending(file, out_file, needed, score, progress, task)
+        written = _score_by_appending(file, out_file, needed, renames, score, progress, task)
         if written is None:  # records span lines (quoted line breaks) or blank lines: rewrite
             progress.update(task, completed=0)
             written = _score_by_rewriting(file, out_file, score, progress, task)
@@ -337,11 +355,17 @@ def _scoring_columns(renames: dict[str, str], predictor: Any) -> list[str]:
 
 
 def _score_by_appending(
-    file: Path, out_file: Path, needed: list[str], score: Any, progress: Any, task: Any
+    file: Path,
+    out_file: Path,
+    needed: list[str],
+    renames: dict[str, str],
+    score: Any,
+    progress: Any,
+    task: Any,
 ) -> int | None:
     """Score only the columns the model reads and append the scores to the input's own lines,
     untouched. Needs one line per record; returns None (output unusable) when that fails."""
-    import pandas as pd
+    from leadwatch.prediction.frames import read_csv_chunks
 
     written = 0
     with (
@@ -349,14 +373,7 @@ def _score_by_appending(
         out_file.open("w", encoding="utf-8", newline="") as target,
     ):
         header = source.readline().rstrip("\r\n")
-        columns = pd.read_csv(
-            file,
-            dtype=str,
-            keep_default_na=False,
-            encoding="utf-8-sig",
-            usecols=lambda c: c in needed,
-            chunksize=SCORE_CHUNK,
-        )
+        columns = read_csv_chunks(file, columns=needed, renames=renames)
         for number, chunk in enumerate(columns):
             added = score(chunk)
             if number == 0:
@@ -389,18 +406,25 @@ def _score_by_rewriting(file: Path, out_file: Path, score: Any, progress: Any, t
 
 
 def _csv_suffixes(added: pd.DataFrame) -> list[str]:
-    """ ",v1,v2,...\n" per row, built column-wise (quoting only text that needs it)."""
-    import pandas as pd
+    """ ",v1,v2,...\n" per row, built column-wise in Arrow (quoting only text that needs it;
+    numbers in their shortest exact form, missing values empty)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    suffix = pd.Series("", index=added.index, dtype=object)
+    parts: list[pa.Array] = [pa.nulls(len(added), pa.string()).fill_null("")]
     for column in added.columns:
-        text = added[column].astype(str)
-        needs_quotes = text.str.contains('[,"\r\n]', regex=True)
-        if needs_quotes.any():
-            quoted = '"' + text.str.replace('"', '""', regex=False) + '"'
-            text = text.where(~needs_quotes, quoted)
-        suffix = suffix + "," + text
-    return (suffix + "\n").tolist()
+        values = pa.array(added[column], from_pandas=True)
+        text = pc.cast(values, pa.string()).fill_null("")
+        needs_quotes = pc.match_substring_regex(text, '[,"\r\n]')
+        if pc.any(needs_quotes).as_py():
+            quoted = pc.binary_join_element_wise(
+                '"', pc.replace_substring(text, '"', '""'), '"', ""
+            )
+            text = pc.if_else(needs_quotes, quoted, text)
+        parts.append(text)
+    joined = pc.binary_join_element_wise(*parts, ",")
+    lines: list[str] = pc.binary_join_element_wise(joined, "\n", "").to_pylist()
+    return lines
 
 
 def _csv_field(value: object) -> str:

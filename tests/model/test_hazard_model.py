@@ -9,7 +9,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from leadwatch.prediction.features import build_features
-from leadwatch.prediction.labels import naive_labels, person_periods
+from leadwatch.prediction.labels import all_periods, naive_labels, person_periods
 from leadwatch.prediction.model import MODEL_TYPES, FeatureEncoder, HazardModel, ModelType
 from tests.model.history import History, make_history
 
@@ -23,6 +23,21 @@ def test_horizons_are_ordered_probabilities(
     assert np.all(np.isfinite(p)) and np.all((p >= 0.0) & (p <= 1.0))
     assert np.all(p[:, 0] <= p[:, 1])  # P(within 14 d) <= P(within 30 d), lead by lead
     assert p[:, 1].std() > 0.01  # the leads are told apart, not one flat rate
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_horizons_encode_each_lead_once_with_the_same_result(
+    model_type: str, fitted: dict[str, HazardModel], short_features: pd.DataFrame
+) -> None:
+    """Scoring encodes a lead once and repeats it per period; the hazards are exactly those
+    of encoding every person-period row."""
+    model = fitted[model_type]
+    leads = short_features.head(500)
+    straight = model.predict_hazard(all_periods(leads[model.features_]))
+    once = model._all_period_hazards(leads[model.features_])
+    # Equal up to the order a parallel forest adds its trees in.
+    np.testing.assert_allclose(once, straight, rtol=1e-12, atol=1e-15)
+    assert model.predict_proba_horizons(leads.head(0)).shape == (0, 2)
 
 
 def test_censoring_bias_is_gone(

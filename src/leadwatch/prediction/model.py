@@ -27,7 +27,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from leadwatch.prediction.labels import HORIZON_PERIODS, N_PERIODS, PERIOD_COLUMN, all_periods
+from leadwatch.prediction.labels import HORIZON_PERIODS, N_PERIODS, PERIOD_COLUMN
 
 ModelType = Literal["random_forest", "gradient_boosting", "logistic"]
 MODEL_TYPES: tuple[ModelType, ...] = ("random_forest", "gradient_boosting", "logistic")
@@ -124,6 +124,24 @@ class HazardModel(BaseEstimator):  # type: ignore[misc]
         self.estimator_.fit(encoded, labels, **_weight_kwargs(self.estimator_, sample_weight))
         return self
 
+    def _all_period_hazards(self, leads: pd.DataFrame) -> Floats:
+        """`predict_hazard(all_periods(leads))`, encoding each lead once instead of once per
+        period: the encoder works column by column, so the period column is encoded on its
+        own and the lead's other encoded values are repeated."""
+        if leads.empty:
+            return np.empty(0, dtype=np.float64)
+        one = leads.assign(**{PERIOD_COLUMN: 0})
+        encoded = self.encoder_.transform(one)
+        probe = one.iloc[np.zeros(N_PERIODS, dtype=np.int64)].reset_index(drop=True)
+        probe[PERIOD_COLUMN] = np.arange(N_PERIODS, dtype=np.int64)
+        periods = self.encoder_.transform(probe)[PERIOD_COLUMN]
+        rows = encoded.iloc[np.repeat(np.arange(len(encoded)), N_PERIODS)].reset_index(drop=True)
+        tiled = periods.take(np.tile(np.arange(N_PERIODS), len(encoded)))
+        tiled.index = rows.index
+        rows[PERIOD_COLUMN] = tiled  # keeps the encoded dtype (a category, or a number)
+        proba = self.estimator_.predict_proba(rows)[:, 1]
+        return np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0)
+
     def predict_hazard(self, X: pd.DataFrame) -> Floats:
         """P(sale in the row's period | no sale before it), for person-period rows."""
         check_is_fitted(self)
@@ -133,7 +151,7 @@ class HazardModel(BaseEstimator):  # type: ignore[misc]
     def predict_proba_horizons(self, X: pd.DataFrame) -> Floats:
         """(n, 2) array: P(sale within 14 days), P(sale within 30 days) per lead."""
         check_is_fitted(self)
-        hazard = self.predict_hazard(all_periods(X[self.features_])).reshape(-1, N_PERIODS)
+        hazard = self._all_period_hazards(X[self.features_]).reshape(-1, N_PERIODS)
         survival = np.cumprod(1.0 - hazard, axis=1)
         columns = [1.0 - survival[:, HORIZON_PERIODS[h] - 1] for h in (14, 30)]
         return np.column_stack(columns)
