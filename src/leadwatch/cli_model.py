@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -313,7 +314,7 @@ def score_command(
         except (KeyError, ValueError) as exc:
             raise fail(f"{file}: {exc}") from None
     with file.open("rb") as handle:  # for the progress bar; quoted line breaks overcount
-        total = sum(1 for _ in handle) - 1
+        total = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 22), b"")) - 1
     needed = _scoring_columns(renames, predictor)
     with Progress(
         TextColumn("[bold]scoring[/]"),
@@ -378,11 +379,11 @@ def _score_by_appending(
             added = score(chunk)
             if number == 0:
                 target.write(header + "," + ",".join(_csv_field(c) for c in added.columns) + "\n")
-            for suffix in _csv_suffixes(added):
-                line = source.readline().rstrip("\r\n")
-                if not line.strip():
-                    return None  # a blank line pandas skipped: lines and records part ways
-                target.write(line + suffix)
+            suffixes = _csv_suffixes(added)
+            lines = [line.rstrip("\r\n") for line in islice(source, len(suffixes))]
+            if len(lines) < len(suffixes) or not all(map(str.strip, lines)):
+                return None  # a blank line the reader skipped: lines and records part ways
+            target.writelines(map(str.__add__, lines, suffixes))
             written += len(added)
             progress.update(task, completed=written)
         if any(rest.strip() for rest in source):

@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from leadwatch.prediction.features import build_features
 from leadwatch.prediction.labels import all_periods, naive_labels, person_periods
 from leadwatch.prediction.model import MODEL_TYPES, FeatureEncoder, HazardModel, ModelType
+from leadwatch.prediction.period_trees import PeriodTrees
 from tests.model.history import History, make_history
 
 
@@ -34,6 +35,10 @@ def test_horizons_encode_each_lead_once_with_the_same_result(
     model = fitted[model_type]
     leads = short_features.head(500)
     straight = model.predict_hazard(all_periods(leads[model.features_]))
+    if model_type == "gradient_boosting":  # trees that ignore the period are walked once
+        split = PeriodTrees.of(model.estimator_)
+        assert split is not None and split.fixed is not None
+        assert split.fixed.num_trees() + split.varying.num_trees() == model.estimator_.n_estimators
     once = model._all_period_hazards(leads[model.features_])
     # Equal up to the order a parallel forest adds its trees in.
     np.testing.assert_allclose(once, straight, rtol=1e-12, atol=1e-15)

@@ -28,6 +28,7 @@ from sklearn.preprocessing import (
 from sklearn.utils.validation import check_is_fitted
 
 from leadwatch.prediction.labels import HORIZON_PERIODS, N_PERIODS, PERIOD_COLUMN
+from leadwatch.prediction.period_trees import PeriodTrees
 
 ModelType = Literal["random_forest", "gradient_boosting", "logistic"]
 MODEL_TYPES: tuple[ModelType, ...] = ("random_forest", "gradient_boosting", "logistic")
@@ -139,7 +140,11 @@ class HazardModel(BaseEstimator):  # type: ignore[misc]
         tiled = periods.take(np.tile(np.arange(N_PERIODS), len(encoded)))
         tiled.index = rows.index
         rows[PERIOD_COLUMN] = tiled  # keeps the encoded dtype (a category, or a number)
-        proba = self.estimator_.predict_proba(rows)[:, 1]
+        split = PeriodTrees.of(self.estimator_) if self.model_type == "gradient_boosting" else None
+        if split is not None:
+            proba = split.hazards(encoded, rows, threads=max(self.n_jobs, 0))
+        else:
+            proba = self.estimator_.predict_proba(rows)[:, 1]
         return np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0)
 
     def predict_hazard(self, X: pd.DataFrame) -> Floats:
