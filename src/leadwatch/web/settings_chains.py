@@ -11,14 +11,13 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from leadwatch.core.policy import Level
-from leadwatch.deps import ClockDep, SessionDep
-from leadwatch.web.auth import CurrentUser, check_csrf
+from leadwatch.deps import SessionDep
+from leadwatch.web.auth import CurrentUser
 from leadwatch.web.settings_pages import (
     BASE,
-    BaseVersion,
+    SettingsFormDep,
     listed,
     render_tab,
-    save_change,
     tab_context,
 )
 
@@ -43,13 +42,8 @@ def chains_page(
 
 @router.post(f"{BASE}/chains")
 def save_chain(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Csrf,
+    form: SettingsFormDep,
     name: Annotated[str, Form(max_length=100)],
-    base_version: BaseVersion,
     delay: Texts = None,
     recipients: Texts = None,
     channels: Texts = None,
@@ -61,7 +55,6 @@ def save_chain(
     """Save one chain from its step rows. Rows are matched by position: ``channels`` values
     read ``ROW:CHANNEL``; a row left without recipients is dropped (that is how the blank row
     for a new step stays out), as is a row ticked in ``remove``."""
-    check_csrf(signed_in, csrf_token)
 
     def change(data: dict[str, Any]) -> None:
         delays, whom = delay or [], recipients or []
@@ -94,29 +87,14 @@ def save_chain(
             "repeat_after_minutes": repeat_after_minutes,
         }
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="chains",
-        base_version=base_version,
-        change=change,
-        notice="chain",
-    )
+    return form.save("chains", change, "chain")
 
 
 @router.post(f"{BASE}/chains/remove")
 def remove_chain(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Csrf,
+    form: SettingsFormDep,
     name: Annotated[str, Form(max_length=100)],
-    base_version: BaseVersion,
 ) -> Response:
-    check_csrf(signed_in, csrf_token)
 
     def change(data: dict[str, Any]) -> None:
         users = [lv for lv, chain in data["level_policies"].items() if chain == name]
@@ -125,26 +103,12 @@ def remove_chain(
             raise ValueError(f"chain {name!r} is still used by {', '.join(users)}")
         data["policies"].pop(name, None)
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="chains",
-        base_version=base_version,
-        change=change,
-        notice="chain",
-    )
+    return form.save("chains", change, "chain")
 
 
 @router.post(f"{BASE}/levels")
 def save_levels(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Csrf,
-    base_version: BaseVersion,
+    form: SettingsFormDep,
     critical_policy: Annotated[str, Form(max_length=100)],
     high_policy: Annotated[str, Form(max_length=100)],
     medium_policy: Annotated[str, Form(max_length=100)],
@@ -159,8 +123,7 @@ def save_levels(
 ) -> Response:
     """Which chain each level runs, whether it holds or routes after hours, and who hears
     about leads after hours and when nobody else can be reached."""
-    check_csrf(signed_in, csrf_token)
-    form = {
+    levels = {
         "critical": (critical_policy, critical_after_hours),
         "high": (high_policy, high_after_hours),
         "medium": (medium_policy, medium_after_hours),
@@ -169,8 +132,8 @@ def save_levels(
     chosen = channels or []
 
     def change(data: dict[str, Any]) -> None:
-        data["level_policies"] = {level: policy for level, (policy, _) in form.items()}
-        data["after_hours"] = {level: mode for level, (_, mode) in form.items()}
+        data["level_policies"] = {level: policy for level, (policy, _) in levels.items()}
+        data["after_hours"] = {level: mode for level, (_, mode) in levels.items()}
         for field in ("after_hours", "fallback"):
             text = after_hours_recipients if field == "after_hours" else fallback_recipients
             data[f"{field}_recipients"] = listed(text)
@@ -178,16 +141,7 @@ def save_levels(
                 c.partition(":")[2] for c in chosen if c.partition(":")[0] == field
             ]
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="chains",
-        base_version=base_version,
-        change=change,
-        notice="levels",
-    )
+    return form.save("chains", change, "levels")
 
 
 @router.get(f"{BASE}/routing", response_class=HTMLResponse)
@@ -199,12 +153,7 @@ def routing_page(
 
 @router.post(f"{BASE}/routes")
 def add_route(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Csrf,
-    base_version: BaseVersion,
+    form: SettingsFormDep,
     name: Annotated[str, Form(max_length=100)],
     policy: Annotated[str, Form(max_length=100)],
     levels: Texts = None,
@@ -218,7 +167,6 @@ def add_route(
 ) -> Response:
     """A new routing rule, checked after the ones already there (the first that matches
     picks the chain)."""
-    check_csrf(signed_in, csrf_token)
 
     def change(data: dict[str, Any]) -> None:
         when = {
@@ -233,31 +181,16 @@ def add_route(
         }
         data["routes"].append({"name": name, "when": when, "policy": policy})
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="routing",
-        base_version=base_version,
-        change=change,
-        notice="route",
-    )
+    return form.save("routing", change, "route")
 
 
 @router.post(f"{BASE}/routes/change")
 def change_route(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Csrf,
-    base_version: BaseVersion,
+    form: SettingsFormDep,
     name: Annotated[str, Form(max_length=100)],
     action: Annotated[str, Form(pattern="^(up|remove)$")],
 ) -> Response:
     """Move a rule up one place (it is then checked earlier) or remove it."""
-    check_csrf(signed_in, csrf_token)
 
     def change(data: dict[str, Any]) -> None:
         routes = data["routes"]
@@ -269,16 +202,7 @@ def change_route(
         elif at > 0:
             routes[at - 1], routes[at] = routes[at], routes[at - 1]
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="routing",
-        base_version=base_version,
-        change=change,
-        notice="route-removed" if action == "remove" else "route",
-    )
+    return form.save("routing", change, "route-removed" if action == "remove" else "route")
 
 
 def _minutes(text: str, where: str) -> float:

@@ -20,10 +20,10 @@ from leadwatch.web.auth import CurrentUser, check_csrf
 from leadwatch.web.settings_pages import (
     BASE,
     BaseVersion,
+    SettingsFormDep,
     listed,
     render_tab,
     require_editor,
-    save_change,
     tab_context,
 )
 
@@ -52,12 +52,7 @@ def hours_page(
 
 @router.post(f"{BASE}/hours")
 def save_hours(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Csrf,
-    base_version: BaseVersion,
+    form: SettingsFormDep,
     dealership: Annotated[str, Form(max_length=200)] = DEFAULT,
     mon: Day = "",
     tue: Day = "",
@@ -72,7 +67,6 @@ def save_hours(
     """Weekly hours as ``09:00-20:00`` (several ranges separated by commas; empty: closed)
     and holidays one date per line, for the default or for one dealership. A dealership set
     to use the default loses its own hours."""
-    check_csrf(signed_in, csrf_token)
     days = dict(zip(WEEKDAYS, (mon, tue, wed, thu, fri, sat, sun), strict=True))
 
     def change(data: dict[str, Any]) -> None:
@@ -89,16 +83,7 @@ def save_hours(
         else:
             hours["default"] = spec
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="hours",
-        base_version=base_version,
-        change=change,
-        notice="hours",
-    )
+    return form.save("hours", change, "hours")
 
 
 @router.post(f"{BASE}/timezone")

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from leadwatch.config import Settings
-from leadwatch.deps import ClockDep, SessionDep, SettingsDep
+from leadwatch.deps import SessionDep, SettingsDep
 from leadwatch.escalations import settings as settings_service
 from leadwatch.notifications import service as notification_service
 from leadwatch.notifications.templates import (
@@ -25,10 +25,9 @@ from leadwatch.web.auth import CurrentUser, check_csrf
 from leadwatch.web.claim import templates as jinja
 from leadwatch.web.settings_pages import (
     BASE,
-    BaseVersion,
+    SettingsFormDep,
     render_tab,
     require_editor,
-    save_change,
     tab_context,
 )
 
@@ -212,27 +211,18 @@ def preview_template(
 
 @router.post(f"{BASE}/templates")
 def save_template(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
+    form: SettingsFormDep,
     settings: SettingsDep,
-    clock: ClockDep,
-    csrf_token: Csrf,
-    base_version: BaseVersion,
     name: TemplateName,
     source: Source = "",
     reset: Annotated[bool, Form()] = False,
 ) -> Response:
     """Save a template into the settings (a new version), or drop it to use the default."""
-    check_csrf(signed_in, csrf_token)
-    require_editor(signed_in)
+    require_editor(form.signed_in)
     problems = [] if reset else TemplateSet().check(source) if source.strip() else []
     if problems:  # shown with the text as typed, so nothing the manager wrote is lost
-        overrides = settings_service.load(db_session=db_session).document.templates
-        return render_tab(
-            request,
-            signed_in,
-            db_session,
+        overrides = settings_service.load(db_session=form.db_session).document.templates
+        return form.show(
             "templates",
             code=422,
             error=f"{name} was not saved: {'; '.join(problems)}",
@@ -250,16 +240,7 @@ def save_template(
         else:
             data["templates"][name] = source.replace("\r\n", "\n")
 
-    response = save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="templates",
-        base_version=base_version,
-        change=change,
-        notice="template-reset" if reset else "template",
-    )
+    response = form.save("templates", change, "template-reset" if reset else "template")
     if "location" in response.headers:
         response.headers["location"] += f"&name={name}"
     return response

@@ -12,10 +12,11 @@ This module holds what the sub-pages share and the first two of them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -158,6 +159,48 @@ def save_change(
     )
 
 
+@dataclass
+class SettingsForm:
+    """A posted settings form: who sent it (its form token checked) and the settings version
+    it was opened on."""
+
+    request: Request
+    signed_in: SignedInUser
+    db_session: Session
+    now: datetime
+    base_version: int
+
+    def save(self, tab: str, change: Change, notice: str) -> Response:
+        return save_change(
+            self.request,
+            self.signed_in,
+            self.db_session,
+            self.now,
+            tab=tab,
+            base_version=self.base_version,
+            change=change,
+            notice=notice,
+        )
+
+    def show(self, tab: str, *, code: int = 200, **context: Any) -> HTMLResponse:
+        return render_tab(self.request, self.signed_in, self.db_session, tab, code=code, **context)
+
+
+def _settings_form(
+    request: Request,
+    signed_in: CurrentUser,
+    db_session: SessionDep,
+    clock: ClockDep,
+    csrf_token: Annotated[str, Form(max_length=100)],
+    base_version: BaseVersion,
+) -> SettingsForm:
+    check_csrf(signed_in, csrf_token)
+    return SettingsForm(request, signed_in, db_session, clock(), base_version)
+
+
+SettingsFormDep = Annotated[SettingsForm, Depends(_settings_form)]
+
+
 def listed(text: str) -> list[str]:
     """A comma- or line-separated form field as a list, blanks dropped."""
     return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
@@ -185,47 +228,26 @@ def settings_page(
 
 @router.post(f"{BASE}/thresholds")
 def save_thresholds(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Annotated[str, Form(max_length=100)],
+    form: SettingsFormDep,
     critical: Annotated[float, Form()],
     high: Annotated[float, Form()],
     medium: Annotated[float, Form()],
-    base_version: BaseVersion,
 ) -> Response:
-    check_csrf(signed_in, csrf_token)
 
     def change(data: dict[str, Any]) -> None:
         data["thresholds"] = {"critical": critical, "high": high, "medium": medium}
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="general",
-        base_version=base_version,
-        change=change,
-        notice="thresholds",
-    )
+    return form.save("general", change, "thresholds")
 
 
 @router.post(f"{BASE}/general")
 def save_general(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Annotated[str, Form(max_length=100)],
+    form: SettingsFormDep,
     horizon_days: Annotated[int, Form()],
     claim_timeout_minutes: Annotated[float, Form()],
     watch_hours: Annotated[float, Form()],
-    base_version: BaseVersion,
     escalate_low: Annotated[bool, Form()] = False,
 ) -> Response:
-    check_csrf(signed_in, csrf_token)
 
     def change(data: dict[str, Any]) -> None:
         data |= {
@@ -235,16 +257,7 @@ def save_general(
             "escalate_low": escalate_low,
         }
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="general",
-        base_version=base_version,
-        change=change,
-        notice="general",
-    )
+    return form.save("general", change, "general")
 
 
 @tab_context("recipients")
@@ -268,14 +281,9 @@ def recipients_page(
 
 @router.post(f"{BASE}/people")
 def save_person(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Annotated[str, Form(max_length=100)],
+    form: SettingsFormDep,
     key: Annotated[str, Form(max_length=200)],
     name: Annotated[str, Form(max_length=200)],
-    base_version: BaseVersion,
     original_key: Annotated[str, Form(max_length=200)] = "",
     roles: Annotated[list[str] | None, Form()] = None,
     role: Annotated[str, Form(max_length=30)] = "",
@@ -288,7 +296,6 @@ def save_person(
     active: Annotated[bool, Form()] = False,
 ) -> Response:
     """Add a recipient, or replace ``original_key``'s entry when editing one."""
-    check_csrf(signed_in, csrf_token)
     chosen = [*(roles or []), *([role] if role else [])]
     person = {
         "key": key,
@@ -317,29 +324,14 @@ def save_person(
         ]
         data["after_hours_recipients"] = [*others, ref] if after_hours else others
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="recipients",
-        base_version=base_version,
-        change=change,
-        notice="person-updated" if original_key else "person",
-    )
+    return form.save("recipients", change, "person-updated" if original_key else "person")
 
 
 @router.post(f"{BASE}/people/remove")
 def remove_person(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Annotated[str, Form(max_length=100)],
+    form: SettingsFormDep,
     key: Annotated[str, Form(max_length=200)],
-    base_version: BaseVersion,
 ) -> Response:
-    check_csrf(signed_in, csrf_token)
 
     def change(data: dict[str, Any]) -> None:
         data["people"] = [p for p in data["people"] if p["key"] != key]
@@ -347,13 +339,4 @@ def remove_person(
             r for r in data["after_hours_recipients"] if r != f"person:{key}"
         ]
 
-    return save_change(
-        request,
-        signed_in,
-        db_session,
-        clock(),
-        tab="recipients",
-        base_version=base_version,
-        change=change,
-        notice="person-removed",
-    )
+    return form.save("recipients", change, "person-removed")
