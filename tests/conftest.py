@@ -138,3 +138,27 @@ FIXED_NOW = datetime(2025, 6, 2, 15, 0, tzinfo=UTC)
 @pytest.fixture
 def fixtures_dir() -> Path:
     return Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def _trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with one small logistic model, trained once per test session."""
+    from leadwatch import LeadOutcomePredictor
+    from leadwatch.prediction.artifacts import store_for
+    from tests.model.history import make_history
+
+    home = tmp_path_factory.mktemp("trained-home")
+    predictor = LeadOutcomePredictor("logistic")
+    predictor.train(make_history(leads=6_000, seed=3, days=365).leads)
+    predictor.save(store_for(home, None))
+    return home
+
+
+@pytest.fixture(scope="module")
+def model_home(_trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the trained home for one test module, which may change its copy."""
+    import shutil
+
+    home = tmp_path_factory.mktemp("model-home") / "home"
+    shutil.copytree(_trained_home, home)
+    return home

@@ -19,15 +19,12 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadwatch import LeadOutcomePredictor
 from leadwatch.app import create_app
 from leadwatch.auth import service as auth_service
 from leadwatch.config import Settings
 from leadwatch.db.engine import unit_of_work
-from leadwatch.prediction.artifacts import store_for
 from leadwatch.users import service as user_service
 from tests.integration.escalation_support import make_world, staffed_document
-from tests.model.history import make_history
 
 ARTIFACTS = Path(__file__).parent.parent / "artifacts"
 PASSWORD = "correct horse battery"
@@ -48,15 +45,6 @@ def chromium() -> str:
             pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
         pytest.skip("BROWSER TESTS SKIPPED: no chromium (apt-get install chromium)")
     return path
-
-
-@pytest.fixture(scope="module")
-def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("browser-home")
-    predictor = LeadOutcomePredictor("logistic")
-    predictor.train(make_history(leads=6_000, seed=5, days=365).leads)
-    predictor.save(store_for(home, None))
-    return home
 
 
 @pytest.fixture

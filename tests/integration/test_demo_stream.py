@@ -15,7 +15,6 @@ import uvicorn
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from leadwatch import LeadOutcomePredictor
 from leadwatch.app import create_app
 from leadwatch.auth import service as auth_service
 from leadwatch.config import Settings
@@ -23,20 +22,9 @@ from leadwatch.db.engine import unit_of_work
 from leadwatch.demo.stream import SOURCE_SYSTEM, DemoLeadStream
 from leadwatch.escalations.models import Escalation
 from leadwatch.leads.models import Lead
-from leadwatch.prediction.artifacts import store_for
 from tests.integration.escalation_support import make_world, staffed_document
-from tests.model.history import make_history
 
 ALWAYS = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-
-
-@pytest.fixture(scope="module")
-def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("stream-home")
-    predictor = LeadOutcomePredictor("logistic")
-    predictor.train(make_history(leads=4_000, seed=9, days=365).leads)
-    predictor.save(store_for(home, None))
-    return home
 
 
 @pytest.fixture

@@ -23,15 +23,6 @@ from tests.conftest import FIXED_NOW
 from tests.model.history import make_history
 
 
-@pytest.fixture(scope="module")
-def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("model-home")
-    predictor = LeadOutcomePredictor("logistic")
-    predictor.train(make_history(leads=6_000, seed=3, days=365).leads)
-    predictor.save(store_for(home, None))
-    return home
-
-
 @pytest.fixture
 def scored_settings(settings: Settings, model_home: Path) -> Settings:
     return settings.model_copy(update={"home": model_home})
