@@ -659,7 +659,13 @@ def _demo_escalations(settings: Settings, factory: Any) -> None:
             ):
                 name = f"{store} {title}"
                 people.append(_demo_person(f"{role}-{number}", name, store, [role]))
-        document = settings_service.parse({"people": people})
+        # No email or SMS server is configured in the demo, so every step also tells the
+        # in-app inbox: that is where the demo's escalations can be seen arriving.
+        policies = settings_service.parse({}).model_dump(mode="json")["policies"]
+        for policy in policies.values():
+            for step in policy["steps"]:
+                step["channels"] = sorted({*step["channels"], "in_app"})
+        document = settings_service.parse({"people": people, "policies": policies})
         settings_service.save(
             db_session=db_session, document=document, author="demo", now=now(), comment="demo"
         )

@@ -75,6 +75,13 @@ def test_served_api_answers_over_http(demo_home: tuple[dict[str, str], str]) -> 
             json={"external_id": "HTTP-1", "created_at": "2025-06-01T10:00:00Z"},
         )
         assert created.status_code == 201
+        # The demo's stores are staffed, and every step also tells the in-app inbox (the
+        # demo has no mail or SMS server, so that is where its escalations show).
+        shown = httpx.get(f"{base}/api/v1/escalation-settings", headers=headers).json()
+        document = shown["document"]
+        assert any("sales_manager" in p["roles"] for p in document["people"])
+        steps = [s for p in document["policies"].values() for s in p["steps"]]
+        assert steps and all("in_app" in step["channels"] for step in steps)
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=20)

@@ -127,7 +127,9 @@ class DemoLeadStream:
         answer: dict[str, Any] = json.loads(body or b"{}")
         return answer
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, *, quiet: bool = False
+    ) -> tuple[int, bytes]:
         parts = urlsplit(self.base_url)
         connection = http.client.HTTPConnection(
             parts.hostname or "127.0.0.1", parts.port, timeout=30
@@ -138,7 +140,8 @@ class DemoLeadStream:
             response = connection.getresponse()
             return response.status, response.read()
         except OSError as exc:
-            log.warning("demo stream: %s %s failed: %s", method, path, exc)
+            if not quiet:
+                log.warning("demo stream: %s %s failed: %s", method, path, exc)
             return 599, str(exc).encode()
         finally:
             connection.close()
@@ -146,7 +149,7 @@ class DemoLeadStream:
     def _wait_for_server(self, stop: threading.Event, seconds: float = 60.0) -> bool:
         deadline = time.monotonic() + seconds
         while not stop.is_set() and time.monotonic() < deadline:
-            if self._request("GET", "/health")[0] == 200:
+            if self._request("GET", "/health", quiet=True)[0] == 200:
                 return True
             stop.wait(0.25)
         return False
