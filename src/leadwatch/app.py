@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadwatch import __version__
 from leadwatch.config import Settings
-from leadwatch.db.engine import make_engine, make_session_factory
+from leadwatch.db.engine import IntakeFirst, make_engine, make_session_factory
 from leadwatch.deps import SessionDep
 from leadwatch.escalations.api import router as escalations_router
 from leadwatch.escalations.jobs import RuntimeSource, make_runner
@@ -103,6 +103,7 @@ def create_app(
     session_factory = make_session_factory(engine)
     active_model = ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
     runtime = RuntimeSource(settings, active_model, reuse_seconds=1.0)
+    intake_gate = IntakeFirst()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -110,7 +111,10 @@ def create_app(
             yield
             return
         stop = threading.Event()
-        runner = make_runner(settings, session_factory, runtime, clock=clock)
+        background = session_factory
+        if engine.dialect.name == "sqlite":  # one writer at a time: intake goes first
+            background = make_session_factory(engine, before_session=intake_gate.wait)
+        runner = make_runner(settings, background, runtime, clock=clock)
         thread = threading.Thread(
             target=runner.serve_forever, args=(stop,), name="escalation-worker", daemon=True
         )
@@ -136,6 +140,7 @@ def create_app(
     app.state.clock = clock
     app.state.active_model = active_model
     app.state.escalation_runtime = runtime
+    app.state.intake_gate = intake_gate
     app.state.model_jobs = RetrainJobs(clock)  # the one retrain of this process
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,8 +39,49 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def make_session_factory(
+    engine: Engine, *, before_session: Callable[[], None] | None = None
+) -> sessionmaker[Session]:
+    """``before_session`` runs before every session (unit of work) begins: see `IntakeFirst`."""
+    if before_session is None:
+        return sessionmaker(bind=engine, expire_on_commit=False)
+    wait = before_session
+
+    class WaitingSession(Session):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            wait()
+            super().__init__(*args, **kwargs)
+
+    factory = sessionmaker(bind=engine, expire_on_commit=False, class_=WaitingSession)
+    return cast(sessionmaker[Session], factory)
+
+
+class IntakeFirst:
+    """SQLite lets one transaction write at a time. In the one-process set-up the background
+    worker (due steps, deliveries) shares that lock with intake, where a shopper is waiting:
+    so background units of work wait, up to ``max_wait`` seconds each, until no intake request
+    is in flight. Intake itself never waits for this; the worker only runs a little later."""
+
+    def __init__(self, max_wait: float = 0.05) -> None:
+        self.max_wait = max_wait
+        self._in_flight = 0
+        self._quiet = threading.Condition()
+
+    @contextmanager
+    def intake(self) -> Iterator[None]:
+        with self._quiet:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._quiet.notify_all()
+
+    def wait(self) -> None:
+        with self._quiet:
+            self._quiet.wait_for(lambda: self._in_flight == 0, timeout=self.max_wait)
 
 
 @contextmanager

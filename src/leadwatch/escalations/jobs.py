@@ -149,9 +149,13 @@ class EscalationRunner:
         poll_seconds: float = 0.25,
         sweep_seconds: float = 60.0,
         batch: int = 200,
+        sweep_chunk: int = 1_000,
         dispatcher: Dispatcher | None = None,
     ) -> None:
+        """``sweep_chunk``: leads re-scored per unit of work. Smaller holds SQLite's one write
+        lock for less time at once, which keeps intake's waits short."""
         self.dispatcher = dispatcher
+        self.sweep_chunk = sweep_chunk
         self.session_factory = session_factory
         self.runtime = runtime
         self.clock = clock
@@ -193,8 +197,9 @@ class EscalationRunner:
                     )
         return result
 
-    def sweep(self, chunk: int = 1_000) -> TickResult:
+    def sweep(self, chunk: int | None = None) -> TickResult:
         """Re-score the watched leads as of now and bring their escalations up to date."""
+        chunk = chunk or self.sweep_chunk
         result = TickResult()
         now = self.clock()
         with unit_of_work(self.session_factory) as db_session:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from leadwatch.config import Settings
 from leadwatch.core.leads import LeadIn, RecordError, RejectedRecord
-from leadwatch.db.engine import unit_of_work
+from leadwatch.db.engine import IntakeFirst, unit_of_work
 from leadwatch.deps import (
     ClockDep,
     SessionDep,
@@ -95,7 +95,13 @@ async def post_leads(
     body = await request.body()
     fmt = "adf" if content_type in XML_TYPES else "json"
     runtime = request.app.state.escalation_runtime
-    result = await run_in_threadpool(_ingest_body, body, fmt, settings, factory, clock, runtime)
+    gate: IntakeFirst = request.app.state.intake_gate
+
+    def ingest_now() -> ImportResult:
+        with gate.intake():
+            return _ingest_body(body, fmt, settings, factory, clock, runtime)
+
+    result = await run_in_threadpool(ingest_now)
     if result.rejected and not (result.imported or result.updated or result.linked):
         code = status.HTTP_422_UNPROCESSABLE_CONTENT
     elif result.imported:
