@@ -7,7 +7,7 @@ from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree
 
-from leadwatch.web import charts
+from leadwatch.web import charts, charts_time
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -36,7 +36,7 @@ def marks(root: Element, tag: str) -> dict[str, Element]:
 
 
 def test_stacked_columns_stack_each_bucket_to_scale_with_a_legend() -> None:
-    svg = charts.stacked_columns(
+    svg = charts_time.stacked_columns(
         "Escalations started per day, by level",
         ["02 Jun", "03 Jun", "04 Jun"],
         {"critical": [2, 0, 1], "high": [1, 3, 0]},
@@ -72,27 +72,31 @@ def test_stacked_columns_stack_each_bucket_to_scale_with_a_legend() -> None:
 
 def test_many_buckets_label_only_some_of_them() -> None:
     labels = [f"day {n}" for n in range(1, 91)]
-    root = parse(charts.stacked_columns("Per day", labels, {"sms": [1.0] * 90}))
+    root = parse(charts_time.stacked_columns("Per day", labels, {"sms": [1.0] * 90}))
     shown = [text for text in texts(root) if text in labels]
     assert 3 <= len(shown) <= 15 and shown[0] == "day 1"  # readable, not 90 labels on top
     assert len(marks(root, "rect")) == 90
 
 
 def test_no_data_draws_a_message_not_an_empty_plot() -> None:
-    root = parse(charts.stacked_columns("Escalations started per day", ["02 Jun"], {"high": [0]}))
+    root = parse(
+        charts_time.stacked_columns("Escalations started per day", ["02 Jun"], {"high": [0]})
+    )
     title = root.find(f"{SVG}title")
     assert title is not None
     assert title.text == "Escalations started per day: no escalations in this window"
     assert "no escalations in this window" in texts(root)
-    empty = parse(charts.stacked_columns("Dead", [], {}, empty="no dead letters in this window"))
+    empty = parse(
+        charts_time.stacked_columns("Dead", [], {}, empty="no dead letters in this window")
+    )
     assert "no dead letters in this window" in texts(empty)
-    line = parse(charts.line("Success rate per day", [("02 Jun", None)]))
+    line = parse(charts_time.line("Success rate per day", [("02 Jun", None)]))
     assert "no escalations decided in this window" in texts(line)
 
 
 def test_a_line_breaks_where_a_bucket_has_no_value() -> None:
     points = [("01 Jun", 0.5), ("02 Jun", 1.0), ("03 Jun", None), ("04 Jun", 0.25)]
-    root = parse(charts.line("Success rate per day", points))
+    root = parse(charts_time.line("Success rate per day", points))
     title = root.find(f"{SVG}title")
     assert title is not None and title.text == (
         "Success rate per day: success rate lowest 25% (04 Jun), highest 100% (02 Jun), "
@@ -111,6 +115,6 @@ def test_a_line_breaks_where_a_bucket_has_no_value() -> None:
 
 
 def test_text_from_the_data_is_escaped() -> None:
-    root = parse(charts.stacked_columns("A <b> & c", ["x<y"], {"<script>": [1]}))
+    root = parse(charts_time.stacked_columns("A <b> & c", ["x<y"], {"<script>": [1]}))
     title = root.find(f"{SVG}title")
     assert title is not None and (title.text or "").startswith("A <b> & c: 1 in all; <script> 1")

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from leadwatch.analysis import FlowReport
 from leadwatch.analysis.conversion import Breakdown, GroupRow, Rate
 from leadwatch.analysis.recommend import STAGE_WORDS, duration, percent
-from leadwatch.web import charts
+from leadwatch.web import charts_flow
 
 TABLE_ROWS = 30  # rows per group table; the JSON output has them all
 CHART_ROWS = 15
@@ -96,9 +96,9 @@ def _breakdown(table: Breakdown, base: float | None, min_group: int) -> dict[str
     title = f"30-day conversion by {table.title.lower()}"
     muted = [r.name for r in picked if r.small]
     chart = (
-        charts.rate_columns(title, points, reference=base, muted=muted)
+        charts_flow.rate_columns(title, points, reference=base, muted=muted)
         if ordered
-        else charts.rate_bars(title, points, reference=base, muted=muted)
+        else charts_flow.rate_bars(title, points, reference=base, muted=muted)
     )
     return {
         "title": table.title,
@@ -143,13 +143,13 @@ def _speed(report: FlowReport) -> dict[str, Any]:
             for share in speed.contacted_within
         ],
         "waits": waits,
-        "curve": charts.rate_columns(
+        "curve": charts_flow.rate_columns(
             "30-day conversion by time to first contact",
             [(b.name, b.d30.rate, b.d30.low, b.d30.high) for b in speed.buckets],
             reference=base,
             muted=[b.name for b in speed.buckets if b.d30.n < report.min_group],
         ),
-        "within_chart": charts.paired_bars(
+        "within_chart": charts_flow.paired_bars(
             "Share of leads contacted within 5, 15 and 60 minutes",
             [
                 (f"{s.within_minutes} min", s.business_hours.rate, s.after_hours.rate)
@@ -195,7 +195,7 @@ def _funnel(report: FlowReport) -> dict[str, Any]:
             {"age": b.age, "open": f"{b.open:,}", "uncontacted": f"{b.uncontacted:,}"}
             for b in flow.aged_open
         ],
-        "chart": charts.funnel(
+        "chart": charts_flow.funnel(
             "Stage funnel (" + flow.basis + ")",
             list(zip(names, flow.overall.reached, strict=True)),
         ),

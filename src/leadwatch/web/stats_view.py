@@ -17,7 +17,7 @@ from leadwatch.escalations import series
 from leadwatch.escalations.stats import escalation_stats
 from leadwatch.leads.models import Dealership
 from leadwatch.users.models import User
-from leadwatch.web import charts
+from leadwatch.web import charts, charts_time
 
 WINDOWS = {1: "Last 24 hours", 7: "Last 7 days", 30: "Last 30 days", 90: "Last 90 days"}
 
@@ -65,25 +65,25 @@ def _charts(stats: dict[str, Any], over_time: series.Series) -> dict[str, str]:
     messages = {k: float(v["total"]) for k, v in stats["by_channel"].items()}
     depth = {f"{k} steps": float(v) for k, v in stats["depth"]["distribution"].items()}
     return {
-        "levels_over_time": charts.stacked_columns(
+        "levels_over_time": charts_time.stacked_columns(
             f"Escalations started {per}, by level",
             labels,
             {level: [b.by_level.get(level, 0) for b in buckets] for level in over_time.levels},
             charts.COLORS,
         ),
-        "sent_over_time": charts.stacked_columns(
+        "sent_over_time": charts_time.stacked_columns(
             f"Messages sent {per}, by channel",
             labels,
             {channel: [b.sent.get(channel, 0) for b in buckets] for channel in channels},
             empty="no messages sent in this window",
         ),
-        "dead_over_time": charts.stacked_columns(
+        "dead_over_time": charts_time.stacked_columns(
             f"Dead letters {per}, by channel",
             labels,
             {channel: [b.dead.get(channel, 0) for b in buckets] for channel in channels},
             empty="no dead letters in this window",
         ),
-        "success_over_time": charts.line(
+        "success_over_time": charts_time.line(
             f"Success rate {per}", [(b.label, b.success_rate) for b in buckets]
         ),
         "by_level": charts.bars("Escalations by level", levels),
