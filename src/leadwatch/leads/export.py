@@ -10,11 +10,12 @@ default (they are the same sale, not a new lead).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from leadwatch.core.leads import STAGE_TIME_FIELDS
@@ -57,7 +58,7 @@ def lead_frame(
         Lead.source_system,
         Dealership.name,
         Dealership.timezone,
-        Lead.created_at,
+        _raw(Lead.created_at),
         Lead.rep,
         Lead.lead_source,
         Lead.vehicle_year,
@@ -87,33 +88,33 @@ def lead_frame(
     return frame[list(COLUMNS)]
 
 
-def _stage_times(db_session: Session, leads_query: object) -> dict[str, dict[int, datetime]]:
+def _stage_times(db_session: Session, leads_query: object) -> dict[str, dict[int, object]]:
     """Stage column -> {lead id: first time of that stage} for the leads of the query."""
     ids = select(leads_query.subquery().c.id)  # type: ignore[attr-defined]
     first = db_session.execute(
-        select(LeadEvent.lead_id, LeadEvent.type, func.min(LeadEvent.occurred_at))
+        select(LeadEvent.lead_id, LeadEvent.type, _raw(func.min(LeadEvent.occurred_at)))
         .where(LeadEvent.lead_id.in_(ids))
         .where(LeadEvent.type.in_(list(STAGE_EVENTS.values())))
         .group_by(LeadEvent.lead_id, LeadEvent.type)
     ).all()
     by_event = {event: field for field, event in STAGE_EVENTS.items()}
-    stages: dict[str, dict[int, datetime]] = {}
+    stages: dict[str, dict[int, object]] = {}
     for lead_id, event, occurred in first:
         stages.setdefault(by_event[event], {})[lead_id] = occurred
     return stages
 
 
+def _raw(column: Any) -> Any:
+    """A time column as the driver gives it (SQLite: text in UTC; PostgreSQL: aware), left
+    for pandas to convert in one go instead of value by value."""
+    return type_coerce(column, String)
+
+
 def _local_naive(times: pd.Series, zones: pd.Series) -> pd.Series:
     """Aware (or naive UTC) times -> naive times on each row's own zone."""
-    utc = pd.to_datetime(times.map(_as_utc), utc=True)
+    utc = pd.to_datetime(times, utc=True)  # naive values are taken as UTC, as stored
     out = pd.Series(pd.NaT, index=times.index, dtype="datetime64[ns]")
     for zone in zones.dropna().unique():
         rows = zones == zone
         out[rows] = utc[rows].dt.tz_convert(ZoneInfo(zone)).dt.tz_localize(None)
     return out
-
-
-def _as_utc(value: object) -> object:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return value
