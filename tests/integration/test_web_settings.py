@@ -586,3 +586,67 @@ def test_forms_without_the_token_are_refused(manager: TestClient) -> None:
 def _changes(factory: sessionmaker[Session]) -> list[str]:
     with unit_of_work(factory) as db_session:
         return [c for row in settings_service.history(db_session=db_session) for c in row.changes]
+
+
+def test_an_admin_connects_email_and_a_running_worker_sends_with_it(
+    engine: Engine, settings: Settings, world: World, session_factory: sessionmaker[Session]
+) -> None:
+    """Saved on the page, the SMTP settings reach a dispatcher that started without email;
+    the password is stored encrypted, shown masked, and never written to the history."""
+    from leadwatch.notifications.jobs import build_dispatcher
+    from leadwatch.notifications.models import ChannelCredentials
+    from tests.integration.sinks import SmtpSink
+
+    smtp = SmtpSink().start()
+    dispatcher = build_dispatcher(
+        settings, session_factory, clock=world.clock, credentials_every=0.0
+    )
+    try:
+        assert "email" in dispatcher.unconfigured  # nothing in the environment
+        page = f"{BASE}/integrations"
+        with signed_in(engine, settings, world, "sam@riverside.example") as manager:
+            assert "Save email settings" not in manager.get(page).text
+            refused = submit(manager, page, f"{BASE}/channels/email", {"smtp_host": "x"})
+            assert refused.status_code == 403
+        with signed_in(engine, settings, world, "ada@riverside.example") as admin:
+            bad = submit(admin, page, f"{BASE}/channels/email", {"smtp_port": "smtp"})
+            assert bad.status_code == 422 and "smtp_port" in bad.text
+            fields = {
+                "smtp_host": "127.0.0.1",
+                "smtp_port": str(smtp.port),
+                "smtp_security": "none",
+                "smtp_password": "s3cret-pw",
+                "smtp_from": "LeadWatch <alerts@riverside.example>",
+            }
+            saved = submit(admin, page, f"{BASE}/channels/email", fields)
+            assert saved.status_code == 200 and "Channel credentials saved." in saved.text
+            assert "s3cret-pw" not in saved.text and "password: ********" in saved.text
+            again = submit(admin, page, f"{BASE}/channels/email", fields | {"smtp_password": ""})
+            assert "Nothing changed" in again.text  # an empty password keeps the saved one
+        with unit_of_work(session_factory) as db_session:
+            row = db_session.get(ChannelCredentials, "email")
+            assert row is not None and row.values["smtp_host"] == "127.0.0.1"
+            assert row.secrets and "s3cret-pw" not in row.secrets  # encrypted at rest
+        history = _changes(session_factory)
+        assert "channels.email.smtp_password: changed" in history
+        assert not any("s3cret-pw" in change for change in history)
+
+        lead = world.add_lead("EM-1", probability=0.05)  # critical: email among its channels
+        world.watch(lead)
+        counts = dispatcher.run_once()
+        assert "email" not in dispatcher.unconfigured
+        sent = [(m.channel, m.status, m.last_error) for m in world.messages()]
+        assert counts.sent >= 2, sent
+        assert sorted(m["To"] for m in smtp.messages) == [
+            "Dana Reyes <dana@riverside.example>",
+            "Sam Patel <sam@riverside.example>",
+        ]
+        assert smtp.messages[0]["From"] == "LeadWatch <alerts@riverside.example>"
+
+        with signed_in(engine, settings, world, "ada@riverside.example") as admin:
+            submit(admin, page, f"{BASE}/channels/email", {"clear": "true"})
+        dispatcher.run_once()
+        assert "email" in dispatcher.unconfigured  # back to the environment's: none
+    finally:
+        dispatcher.close()
+        smtp.stop()

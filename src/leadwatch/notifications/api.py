@@ -180,9 +180,16 @@ def mark_read(body: ReadRequest, db_session: SessionDep, clock: ClockDep) -> dic
 
 
 @router.get("/notifications/channels")
-def channels(settings: SettingsDep) -> dict[str, dict[str, Any]]:
-    """Which channels can send, with their settings; secrets are masked."""
-    return service.channel_status(settings)
+def channels(settings: SettingsDep, db_session: SessionDep) -> dict[str, dict[str, Any]]:
+    """Which channels can send, with their settings (those saved on the settings page over
+    the environment's); secrets are masked."""
+    from leadwatch.notifications import credentials
+
+    try:
+        used = credentials.in_force(db_session=db_session, settings=settings)
+    except credentials.CredentialsError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return service.channel_status(used)
 
 
 @router.post("/notifications/webhook-test")

@@ -95,9 +95,13 @@ class Dispatcher:
         threads: int = 8,
         worker: str | None = None,
         unconfigured: Mapping[str, str] | None = None,
+        refresh: Callable[[], tuple[dict[str, Channel], dict[str, str]] | None] | None = None,
     ) -> None:
         """``unconfigured`` maps a channel with no credentials to the reason (a message for
-        it is dead at once, saying which setting is missing: nothing pretends to send)."""
+        it is dead at once, saying which setting is missing: nothing pretends to send).
+        ``refresh``, asked before each round, gives new channels when their credentials
+        changed (saved on the settings page), else None."""
+        self.refresh = refresh
         self.session_factory = session_factory
         self.channels = dict(channels)
         self.clock = clock
@@ -112,14 +116,21 @@ class Dispatcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        for channel in self.channels.values():
-            closing = getattr(channel, "close", None)
-            if callable(closing):
-                closing()  # HTTP channels keep a connection pool
+        _close(self.channels)
+
+    def _refresh_channels(self) -> None:
+        """Between rounds nothing is being sent, so the old channels can be closed."""
+        fresh = self.refresh() if self.refresh is not None else None
+        if fresh is None:
+            return
+        old, (self.channels, self.unconfigured) = self.channels, fresh
+        log.info("channel credentials changed; channels off now: %s", sorted(self.unconfigured))
+        _close(old)
 
     # ---- one round ---------------------------------------------------------------------------
 
     def run_once(self) -> DispatchCounts:
+        self._refresh_channels()
         counts = DispatchCounts()
         token = secrets.token_hex(16)
         claimed = self._claim(token)
@@ -386,3 +397,10 @@ def _fold(first: _Claimed, rest: list[_Claimed]) -> _Claimed:
     )
     text = f"{first.message.text}\n\nAlso waiting ({len(rest)}):\n{more}"
     return replace(first, message=replace(first.message, text=text))
+
+
+def _close(channels: Mapping[str, Channel]) -> None:
+    for channel in channels.values():
+        closing = getattr(channel, "close", None)
+        if callable(closing):
+            closing()  # HTTP channels keep a connection pool

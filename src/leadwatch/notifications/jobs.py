@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from leadwatch.config import Settings
 from leadwatch.notifications.channels.base import Channel, ChannelNotConfiguredError
 from leadwatch.notifications.channels.in_app import InAppChannel
+from leadwatch.notifications.credentials import CredentialSource
 from leadwatch.notifications.dispatcher import Dispatcher, Throttle
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,24 @@ def build_dispatcher(
     *,
     on_dead: Callable[[Session, int, datetime], None] | None = None,
     clock: Callable[[], datetime] | None = None,
+    saved_credentials: bool = True,
+    credentials_every: float = 5.0,
 ) -> Dispatcher:
-    channels, unconfigured = build_channels(settings, session_factory)
+    """``saved_credentials``: channel credentials saved on the settings page override the
+    environment's, and a later save reaches this dispatcher within seconds."""
+    source = (
+        CredentialSource(settings, session_factory, every=credentials_every)
+        if saved_credentials
+        else None
+    )
+
+    def refresh() -> tuple[dict[str, Channel], dict[str, str]] | None:
+        assert source is not None
+        fresh = source.changed()
+        return build_channels(fresh, session_factory) if fresh is not None else None
+
+    first = source.changed() if source is not None else None
+    channels, unconfigured = build_channels(first or settings, session_factory)
     for name, reason in unconfigured.items():
         log.warning("channel %s is off: %s", name, reason)
     return Dispatcher(
@@ -58,6 +75,7 @@ def build_dispatcher(
         channels=channels,
         unconfigured=unconfigured,
         on_dead=on_dead,
+        refresh=refresh if source is not None else None,
         throttles=[Throttle("sms", settings.sms_throttle_count, settings.sms_throttle_minutes)],
         retry_seconds=settings.delivery_retry_seconds,
         lease_seconds=settings.delivery_lease_seconds,

@@ -96,3 +96,16 @@ class InboxItem(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ChannelCredentials(Base):
+    """A channel's connection settings saved on the settings page, over the environment's.
+    Secrets (passwords, tokens) are stored encrypted; see `notifications.credentials`."""
+
+    __tablename__ = "channel_credentials"
+
+    channel: Mapped[str] = mapped_column(String(12), primary_key=True)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secrets: Mapped[str | None] = mapped_column(Text)  # Fernet token of a JSON object
+    updated_by: Mapped[str] = mapped_column(String(320))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Form, HTTPException, Path, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from leadwatch.config import Settings
 from leadwatch.deps import SessionDep, SettingsDep
 from leadwatch.escalations import settings as settings_service
+from leadwatch.notifications import credentials
 from leadwatch.notifications import service as notification_service
 from leadwatch.notifications.templates import (
     CHANNELS,
@@ -76,7 +77,7 @@ def integrations_page(
         db_session,
         "integrations",
         saved=saved,
-        channels=notification_service.channel_status(settings),
+        **_channels(db_session, settings),
     )
 
 
@@ -99,7 +100,7 @@ def webhook_test(
     if key:
         people = settings_service.load(db_session=db_session).document.people
         url = next((p.webhook or "" for p in people if p.key == key), "")
-    context: dict[str, Any] = {"channels": notification_service.channel_status(settings)}
+    context = _channels(db_session, settings)
     if not url:
         error = "Give a webhook URL (https://...) or pick a recipient that has one."
         return render_tab(
@@ -144,9 +145,91 @@ def reveal_secret(
         signed_in,
         db_session,
         "integrations",
-        channels=notification_service.channel_status(settings),
+        **_channels(db_session, settings),
         secret=signing_secret_hex(settings),
     )
+
+
+def _channels(db_session: Session, settings: Settings) -> dict[str, Any]:
+    """Each channel's status as the workers build it: saved credentials over the
+    environment's (secrets masked), and which fields were saved here."""
+    try:
+        used = credentials.in_force(db_session=db_session, settings=settings)
+        problem = None
+    except credentials.CredentialsError as exc:
+        used, problem = settings, str(exc)
+    return {
+        "channels": notification_service.channel_status(used),
+        "saved_channels": credentials.saved_fields(db_session=db_session),
+        "credentials_problem": problem,
+    }
+
+
+@router.post(f"{BASE}/channels/{{channel}}")
+def save_channel(
+    form: SettingsFormDep,
+    settings: SettingsDep,
+    channel: Annotated[str, Path(pattern="^(email|sms)$")],
+    smtp_host: Annotated[str, Form(max_length=255)] = "",
+    smtp_port: Annotated[str, Form(max_length=5)] = "",
+    smtp_security: Annotated[str, Form(max_length=10)] = "",
+    smtp_username: Annotated[str, Form(max_length=255)] = "",
+    smtp_password: Annotated[str, Form(max_length=500)] = "",
+    smtp_from: Annotated[str, Form(max_length=320)] = "",
+    twilio_account_sid: Annotated[str, Form(max_length=64)] = "",
+    twilio_auth_token: Annotated[str, Form(max_length=500)] = "",
+    twilio_from_number: Annotated[str, Form(max_length=32)] = "",
+    clear: Annotated[bool, Form()] = False,
+) -> Response:
+    """Admins connect email (SMTP) or SMS (Twilio) here instead of in the environment. An
+    empty secret keeps the saved one; an empty setting falls back to the environment's.
+    Workers pick the change up within seconds; the history says what changed, never a
+    secret."""
+    if form.signed_in.user.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins set channel credentials")
+    given = {
+        "smtp_host": smtp_host,
+        "smtp_port": smtp_port,
+        "smtp_security": smtp_security,
+        "smtp_username": smtp_username,
+        "smtp_password": smtp_password,
+        "smtp_from": smtp_from,
+        "twilio_account_sid": twilio_account_sid,
+        "twilio_auth_token": twilio_auth_token,
+        "twilio_from_number": twilio_from_number,
+    }
+    db_session, now = form.db_session, form.now
+    try:
+        if clear:
+            changes = [f"channels.{channel}: saved credentials removed (the environment's apply)"]
+            if not credentials.clear(db_session=db_session, channel=channel):
+                changes = []
+        else:
+            fields = credentials.FIELDS[channel]
+            changes = credentials.save(
+                db_session=db_session,
+                settings=settings,
+                channel=channel,
+                values={name: value for name, value in given.items() if name in fields},
+                author=form.signed_in.user.email,
+                now=now,
+            )
+    except credentials.CredentialsError as exc:
+        db_session.rollback()
+        return form.show(
+            "integrations", code=422, error=str(exc), **_channels(db_session, settings)
+        )
+    if changes:
+        settings_service.save(
+            db_session=db_session,
+            document=settings_service.load(db_session=db_session).document,
+            author=form.signed_in.user.email,
+            now=now,
+            comment=f"{channel} credentials",
+            also_changed=changes,
+        )
+    notice = "channel" if changes else "unchanged"
+    return RedirectResponse(f"{BASE}/integrations?saved={notice}", status_code=303)
 
 
 @tab_context("templates")

@@ -52,6 +52,7 @@ NOTICES = {
     "route-removed": "Routing rule removed.",
     "template": "Template saved.",
     "template-reset": "Template reset to the default.",
+    "channel": "Channel credentials saved. Workers use them within seconds.",
     "unchanged": "Nothing changed, so no new version was saved.",
 }
 Change = Callable[[dict[str, Any]], None]
