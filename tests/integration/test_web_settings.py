@@ -650,3 +650,34 @@ def test_an_admin_connects_email_and_a_running_worker_sends_with_it(
     finally:
         dispatcher.close()
         smtp.stop()
+
+
+def test_secrets_saved_under_another_key_are_refused_not_used(
+    settings: Settings, world: World, session_factory: sessionmaker[Session]
+) -> None:
+    from pydantic import SecretStr
+
+    from leadwatch.notifications import credentials
+    from leadwatch.notifications.jobs import build_dispatcher
+
+    with unit_of_work(session_factory) as db_session:
+        credentials.save(
+            db_session=db_session,
+            settings=settings,
+            channel="email",
+            values={"smtp_host": "127.0.0.1", "smtp_password": "pw"},
+            author="ada@riverside.example",
+            now=OPEN_TUESDAY,
+        )
+    moved = settings.model_copy(update={"secret_key": SecretStr("another installation")})
+    with (
+        unit_of_work(session_factory) as db_session,
+        pytest.raises(credentials.CredentialsError, match="save them again"),
+    ):
+        credentials.in_force(db_session=db_session, settings=moved)
+    dispatcher = build_dispatcher(moved, session_factory, clock=world.clock)
+    try:  # the worker keeps going on the environment's settings
+        assert "email" in dispatcher.unconfigured
+        dispatcher.run_once()
+    finally:
+        dispatcher.close()

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from leadwatch.config import Settings
 from leadwatch.notifications.channels.base import Channel, ChannelNotConfiguredError
 from leadwatch.notifications.channels.in_app import InAppChannel
-from leadwatch.notifications.credentials import CredentialSource
+from leadwatch.notifications.credentials import CredentialsError, CredentialSource
 from leadwatch.notifications.dispatcher import Dispatcher, Throttle
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,19 @@ def build_dispatcher(
 
     def refresh() -> tuple[dict[str, Channel], dict[str, str]] | None:
         assert source is not None
-        fresh = source.changed()
+        try:
+            fresh = source.changed()
+        except CredentialsError as exc:  # keep sending with what works; say why once a check
+            log.error("saved channel credentials not used: %s", exc)
+            return None
         return build_channels(fresh, session_factory) if fresh is not None else None
 
-    first = source.changed() if source is not None else None
+    first = None
+    if source is not None:
+        try:
+            first = source.changed()
+        except CredentialsError as exc:
+            log.error("saved channel credentials not used: %s", exc)
     channels, unconfigured = build_channels(first or settings, session_factory)
     for name, reason in unconfigured.items():
         log.warning("channel %s is off: %s", name, reason)
