@@ -193,3 +193,45 @@ def test_escalations_filter_by_channel_and_dealership(
         elsewhere = admin.get("/escalations", params={"dealership": store + 1}).text
         assert "No escalations match." in elsewhere
         assert admin.get("/escalations", params={"channel": "fax"}).status_code == 422
+
+
+def test_an_account_reads_the_inbox_of_the_recipient_with_its_email(
+    engine: Engine, settings: Settings, world: World, session_factory: sessionmaker[Session]
+) -> None:
+    """Sam's account is not linked to a directory person, but the directory has a recipient
+    with Sam's sign-in email: that recipient's in-app messages are Sam's."""
+    with unit_of_work(session_factory) as db_session:
+        user_service.create_user(
+            db_session=db_session,
+            email="Sam@Riverside.example",  # the same address, written differently
+            password=PASSWORD,
+            role="manager",
+            now=OPEN_TUESDAY,
+        )
+        user_service.create_user(
+            db_session=db_session,
+            email="nobody@riverside.example",
+            password=PASSWORD,
+            role="manager",
+            now=OPEN_TUESDAY,
+        )
+    world.watch(world.add_lead("N-2", probability=0.05))  # critical: the sales manager too
+    dispatcher = Dispatcher(
+        session_factory=session_factory,
+        channels={"in_app": InAppChannel(session_factory)},
+        clock=world.clock,
+    )
+    dispatcher.run_once()
+    dispatcher.close()
+    for email, expected in (("Sam@Riverside.example", 1), ("nobody@riverside.example", 0)):
+        with TestClient(create_app(settings, engine=engine, clock=world.clock)) as client:
+            token = CSRF.search(client.get("/login").text)
+            assert token is not None
+            data = {"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
+            assert client.post("/login", data=data).status_code == 200
+            inbox = client.get("/notifications").text
+            assert f"Notifications, {expected} unread" in inbox
+            if expected:
+                assert "[CRITICAL] Customer N-2" in inbox
+            else:
+                assert "Add yourself on" in inbox

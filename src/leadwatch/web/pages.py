@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from leadwatch.core.leads import EventType, LeadEventIn
 from leadwatch.deps import ClockDep, SessionDep
 from leadwatch.escalations import service as escalation_service
+from leadwatch.escalations import settings as escalation_settings
 from leadwatch.escalations.jobs import watch_safely
 from leadwatch.leads import service as lead_service
 from leadwatch.leads.models import Lead
@@ -32,7 +33,7 @@ def page(
     **context: Any,
 ) -> HTMLResponse:
     """A page with what every signed-in page shows: the user, the form token, the bell."""
-    person = signed_in.user.person_key
+    person = inbox_person(db_session, signed_in.user)
     unread = (
         notification_service.inbox(db_session=db_session, person=person, limit=1)[1]
         if person
@@ -130,7 +131,7 @@ def escalation_page(
 
 @router.get("/notifications", response_class=HTMLResponse)
 def inbox_page(request: Request, signed_in: CurrentUser, db_session: SessionDep) -> HTMLResponse:
-    person = signed_in.user.person_key
+    person = inbox_person(db_session, signed_in.user)
     items, unread = (
         notification_service.inbox(db_session=db_session, person=person, limit=100)
         if person
@@ -156,11 +157,23 @@ def mark_all_read(
     csrf_token: Annotated[str, Form(max_length=100)],
 ) -> Response:
     check_csrf(signed_in, csrf_token)
-    if signed_in.user.person_key:
+    person = inbox_person(db_session, signed_in.user)
+    if person:
         notification_service.mark_read(
-            db_session=db_session, person=signed_in.user.person_key, item_ids=None, now=clock()
+            db_session=db_session, person=person, item_ids=None, now=clock()
         )
     return RedirectResponse("/notifications", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def inbox_person(db_session: Session, user: User) -> str | None:
+    """Whose in-app messages a user reads: the directory person the account is linked to, or
+    else the one whose email is the account's (so adding yourself on the Recipients page with
+    your sign-in email is enough)."""
+    if user.person_key:
+        return user.person_key
+    email = user.email.casefold()
+    people = escalation_settings.load(db_session=db_session).document.people
+    return next((p.key for p in people if p.email and p.email.casefold() == email), None)
 
 
 def _scope(user: User) -> tuple[dict[str, Any], str]:
