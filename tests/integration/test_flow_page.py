@@ -18,11 +18,11 @@ from leadwatch.core.leads import EventType
 from leadwatch.db.engine import unit_of_work
 from leadwatch.leads.directory import ensure_dealership
 from leadwatch.users import service as user_service
+from tests.integration import web_support
 from tests.integration.escalation_support import Clock
 from tests.integration.test_lead_export import T0, lead, store
+from tests.integration.web_support import PASSWORD
 
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 NOW = T0 + timedelta(days=50)
 LEADS = re.compile(r'<th scope="row">Leads analysed</th><td>([\d,]+) \(')
 
@@ -72,12 +72,7 @@ def app_with_leads(
 @pytest.fixture
 def sign_in(app_with_leads: TestClient) -> Iterator[Callable[[str], TestClient]]:
     def signed(email: str) -> TestClient:
-        form = app_with_leads.get("/login")
-        token = CSRF.search(form.text)
-        assert token is not None
-        response = app_with_leads.post(
-            "/login", data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
-        )
+        response = web_support.sign_in(app_with_leads, email)
         assert response.status_code == 200, response.text
         return app_with_leads
 

@@ -4,7 +4,6 @@ background and follow its progress; reps only look."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -29,10 +28,9 @@ from leadwatch.leads.retrain import Progress, RetrainJobs, RetrainResult
 from leadwatch.prediction.artifacts import store_for
 from leadwatch.users import service as user_service
 from tests.conftest import FIXED_NOW
+from tests.integration.web_support import CSRF, PASSWORD, sign_in
 from tests.model.history import make_history
 
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 USERS = {"admin": "ada@riverside.example", "manager": "sam@riverside.example"}
 USERS["rep"] = "dana@riverside.example"
 
@@ -78,10 +76,7 @@ class Browser:
         client = TestClient(self.app, follow_redirects=False)
         client.__enter__()
         self.clients.append(client)
-        token = CSRF.search(client.get("/login").text)
-        assert token is not None
-        data = {"email": USERS[role], "password": PASSWORD, "csrf_token": token.group(1)}
-        assert client.post("/login", data=data).status_code == 303
+        assert sign_in(client, USERS[role]).status_code == 303
         return client
 
     @property

@@ -17,9 +17,8 @@ from leadwatch.config import Settings
 from leadwatch.db.engine import unit_of_work
 from leadwatch.users import service as user_service
 from tests.integration.escalation_support import OPEN_TUESDAY, make_world, staffed_document
+from tests.integration.web_support import PASSWORD, sign_in
 
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PAGES = [
     "/",
     "/leads",
@@ -110,10 +109,7 @@ def admin(
             now=OPEN_TUESDAY,
         )
     client = TestClient(create_app(settings, engine=engine, clock=world.clock))
-    token = CSRF.search(client.get("/login").text)
-    assert token is not None
-    data = {"email": "ada@riverside.example", "password": PASSWORD, "csrf_token": token.group(1)}
-    assert client.post("/login", data=data).status_code == 200
+    assert sign_in(client, "ada@riverside.example").status_code == 200
     return client, world.escalation(lead).id
 
 

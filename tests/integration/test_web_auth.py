@@ -3,7 +3,6 @@ limit on failures, no open redirects; and `leadwatch user create`."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -21,9 +20,7 @@ from leadwatch.db.engine import unit_of_work
 from leadwatch.users import service
 from leadwatch.users.models import User
 from tests.integration.escalation_support import OPEN_TUESDAY, Clock
-
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.integration.web_support import CSRF, PASSWORD
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ in-app notifications with the bell's unread count."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -19,9 +18,7 @@ from leadwatch.notifications.channels.in_app import InAppChannel
 from leadwatch.notifications.dispatcher import Dispatcher
 from leadwatch.users import service as user_service
 from tests.integration.escalation_support import OPEN_TUESDAY, World, make_world
-
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.integration.web_support import CSRF, PASSWORD, sign_in
 
 
 @pytest.fixture
@@ -43,17 +40,7 @@ def world(session_factory: sessionmaker[Session], settings: Settings) -> World:
 @pytest.fixture
 def browser(engine: Engine, settings: Settings, world: World) -> Iterator[TestClient]:
     with TestClient(create_app(settings, engine=engine, clock=world.clock)) as client:
-        form = client.get("/login")
-        token = CSRF.search(form.text)
-        assert token is not None
-        signed = client.post(
-            "/login",
-            data={
-                "email": "dana@riverside.example",
-                "password": PASSWORD,
-                "csrf_token": token.group(1),
-            },
-        )
+        signed = sign_in(client, "dana@riverside.example")
         assert signed.status_code == 200 and "Welcome, Dana Reyes" in signed.text
         yield client
 
@@ -181,10 +168,7 @@ def test_escalations_filter_by_channel_and_dealership(
         )
         store = db_session.get(Lead, critical).dealership_id  # type: ignore[union-attr]
     with TestClient(create_app(settings, engine=engine, clock=world.clock)) as admin:
-        token = CSRF.search(admin.get("/login").text)
-        assert token is not None
-        data = {"email": "ada@riverside.example", "password": PASSWORD}
-        assert admin.post("/login", data=data | {"csrf_token": token.group(1)}).status_code == 200
+        assert sign_in(admin, "ada@riverside.example").status_code == 200
         by_sms = admin.get("/escalations", params={"channel": "sms"}).text
         assert f">#{critical}</a>" in by_sms and f">#{medium}</a>" not in by_sms
         here = admin.get("/escalations", params={"dealership": store}).text
@@ -225,10 +209,7 @@ def test_an_account_reads_the_inbox_of_the_recipient_with_its_email(
     dispatcher.close()
     for email, expected in (("Sam@Riverside.example", 1), ("nobody@riverside.example", 0)):
         with TestClient(create_app(settings, engine=engine, clock=world.clock)) as client:
-            token = CSRF.search(client.get("/login").text)
-            assert token is not None
-            data = {"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
-            assert client.post("/login", data=data).status_code == 200
+            assert sign_in(client, email).status_code == 200
             inbox = client.get("/notifications").text
             assert f"Notifications, {expected} unread" in inbox
             if expected:

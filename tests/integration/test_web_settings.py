@@ -32,9 +32,8 @@ from tests.integration.escalation_support import (
     staffed_document,
 )
 from tests.integration.sinks import HttpSink
+from tests.integration.web_support import CSRF, PASSWORD, sign_in
 
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 VERSION = re.compile(r'name="base_version" value="(\d+)"')
 BASE = "/settings/escalation"
 
@@ -56,10 +55,7 @@ def world(session_factory: sessionmaker[Session], settings: Settings) -> World:
 
 def signed_in(engine: Engine, settings: Settings, world: World, email: str) -> TestClient:
     client = TestClient(create_app(settings, engine=engine, clock=world.clock))
-    token = CSRF.search(client.get("/login").text)
-    assert token is not None
-    data = {"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
-    assert client.post("/login", data=data).status_code == 200
+    assert sign_in(client, email).status_code == 200
     return client
 
 

@@ -4,7 +4,6 @@ user may see (reps their own leads, managers their dealership, admins everything
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -26,9 +25,8 @@ from leadwatch.leads.models import Dealership, Lead
 from leadwatch.notifications.models import OutboxMessage
 from leadwatch.users import service as user_service
 from tests.integration.escalation_support import World, make_world
+from tests.integration.web_support import PASSWORD, sign_in
 
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 CHICAGO = ZoneInfo("America/Chicago")
 # Thursday 12 June 2025, 10:00 in Chicago: the page is looked at now.
 NOW = datetime(2025, 6, 12, 15, 0, tzinfo=UTC)
@@ -144,12 +142,7 @@ def signed_in(engine: Engine, settings: Settings, world: World) -> SignIn:
                 now=world.clock(),
             )
         with TestClient(create_app(settings, engine=engine, clock=world.clock)) as client:
-            token = CSRF.search(client.get("/login").text)
-            assert token is not None
-            signed = client.post(
-                "/login",
-                data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)},
-            )
+            signed = sign_in(client, email)
             assert signed.status_code == 200, signed.text
             yield client
 
