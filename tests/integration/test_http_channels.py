@@ -567,3 +567,23 @@ def test_connections_are_kept_alive_and_the_user_agent_is_sent(server: ScriptedS
             assert slack.send(message(server.url + "/s")).outcome is Outcome.SENT
     assert len(server.requests) == 3
     assert server.requests[0].headers["user-agent"] == f"LeadWatch/{__version__}"
+
+
+def test_slack_text_from_the_template_is_escaped_once_and_keeps_its_claim_link() -> None:
+    """The Slack template escapes each value itself; the payload must not escape it again
+    (which turned "&" into "&amp;amp;" and the <url|Claim> link into text)."""
+    from leadwatch.notifications.channels.slack import slack_payload
+    from leadwatch.notifications.templates import TemplateSet, sample_context
+
+    context = sample_context("critical") | {"customer": "Tom & Jerry"}
+    rendered = TemplateSet().render(channel="slack", level="critical", context=context)
+    link = f"<{context['claim_url']}|Claim this lead>"
+    assert "Tom &amp; Jerry" in rendered.text and link in rendered.text
+    subject = "[CRITICAL] Tom & Jerry <waiting>"
+    payload = slack_payload(
+        message("https://hooks.slack.test/x", "slack", subject=subject, text=rendered.text, data={})
+    )
+    assert payload["text"].startswith("[CRITICAL] Tom &amp; Jerry &lt;waiting&gt;\n")
+    assert link in payload["text"] and "&amp;amp;" not in payload["text"]
+    section = payload["blocks"][1]["text"]["text"]  # no lead fields: the text itself
+    assert link in section and "Tom &amp; Jerry" in section and "&amp;amp;" not in section

@@ -17,6 +17,7 @@ from typing import Any
 from leadwatch.config import Settings
 from leadwatch.notifications.channels.base import DeliveryResult, OutgoingMessage
 from leadwatch.notifications.channels.http import HttpChannel
+from leadwatch.notifications.templates import mrkdwn as escape
 
 LEVEL_EMOJI = {
     "critical": ":rotating_light:",
@@ -58,7 +59,8 @@ def slack_payload(message: OutgoingMessage) -> dict[str, Any]:
         {"type": "mrkdwn", "text": f"*{label}*\n{escape(value)}"[:FIELD_CHARS]}
         for label, value in lead_fields(data)
     ]
-    section = {"fields": fields} if fields else {"text": _mrkdwn(escape(message.text))}
+    # The text is the rendered Slack template, already mrkdwn (its values escaped there).
+    section = {"fields": fields} if fields else {"text": _mrkdwn(message.text)}
     blocks.append({"type": "section", **section})
     factors = [str(factor) for factor in data.get("factors") or ()][:5]
     if factors:
@@ -74,8 +76,8 @@ def slack_payload(message: OutgoingMessage) -> dict[str, Any]:
             "action_id": "claim",
         }
         blocks.append({"type": "actions", "elements": [button]})
-    fallback = f"{message.subject}\n{message.text}"[:FALLBACK_CHARS]
-    return {"text": escape(fallback), "blocks": blocks}
+    fallback = f"{escape(message.subject)}\n{message.text}"[:FALLBACK_CHARS]
+    return {"text": fallback, "blocks": blocks}
 
 
 def lead_fields(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -89,11 +91,6 @@ def lead_fields(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Chance of sale", _chance(data.get("probability"), data.get("horizon_days"))),
     ]
     return [(label, str(value)) for label, value in fields if value not in (None, "")]
-
-
-def escape(text: str) -> str:
-    """Slack's mrkdwn escaping: without it `<...>` is a link or a mention."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _mrkdwn(text: str) -> dict[str, str]:
