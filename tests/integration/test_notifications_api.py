@@ -373,3 +373,34 @@ def test_a_failed_sms_receipt_kills_the_message_and_falls_back_once(
     fresh = [m for m in world.messages(esc.id) if m.status == "pending"]
     assert fresh and {m.recipient for m in fresh} == {"gina"}
     assert [r["code"] for r in _receipts(client, texted.id)] == ["30003", "30003"]
+
+
+def test_receipts_are_checked_with_the_auth_token_saved_on_the_settings_page(
+    open_client: OpenClient, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """The environment has no Twilio account; an admin saved one on the settings page, which
+    the dispatcher sends with, so Twilio's receipts are signed with that token."""
+    from leadwatch.notifications import credentials
+
+    environment = settings.model_copy(update={"public_url": PUBLIC})
+    with unit_of_work(session_factory) as db_session:
+        credentials.save(
+            db_session=db_session,
+            settings=environment,
+            channel="sms",
+            values={
+                "twilio_account_sid": "AC123",
+                "twilio_auth_token": TWILIO_TOKEN,
+                "twilio_from_number": FROM,
+            },
+            author="ada@riverside.example",
+            now=NOW,
+        )
+    client = open_client(environment)
+    [message_id] = add_messages(session_factory, 1, channel="sms", address="+15550100001")
+    _set(session_factory, [message_id], status="sent", sent_at=NOW, provider_id=SID)
+    form, headers = _receipt("delivered")
+    with TestClient(client.app) as twilio:
+        accepted = twilio.post(STATUS_CALLBACK_PATH, data=form, headers=headers)
+    assert accepted.status_code == 204, accepted.text
+    assert _row(session_factory, message_id).delivery_status == "delivered"

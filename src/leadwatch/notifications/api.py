@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from leadwatch.config import Settings
 from leadwatch.deps import ClockDep, SessionDep, SettingsDep, require_token
 from leadwatch.notifications import service
 from leadwatch.notifications.models import DeliveryAttempt, InboxItem, OutboxMessage
@@ -232,7 +233,8 @@ async def sms_status(request: Request, settings: SettingsDep, clock: ClockDep) -
     with the account's auth token instead (X-Twilio-Signature), which is checked here."""
     from leadwatch.notifications.channels.sms import check_twilio_signature, parse_status_callback
 
-    token = settings.twilio_auth_token
+    factory = request.app.state.session_factory
+    token = (await run_in_threadpool(_twilio_in_force, factory, settings)).twilio_auth_token
     if token is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "SMS is not configured")
     form = {k: str(v) for k, v in (await request.form()).items()}
@@ -246,10 +248,22 @@ async def sms_status(request: Request, settings: SettingsDep, clock: ClockDep) -
         receipt = parse_status_callback(form)
     except ValueError as exc:  # signed, yet not a status callback: the caller's mistake
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    factory = request.app.state.session_factory
     runtime = request.app.state.escalation_runtime
     await run_in_threadpool(_record_receipt, factory, runtime, receipt, clock())
     return Response(status_code=204)
+
+
+def _twilio_in_force(factory: Any, settings: Settings) -> Settings:
+    """The Twilio account SMS is sent with: saved on the settings page, or the environment's
+    (saved secrets that cannot be read leave the environment's in force, as for sending)."""
+    from leadwatch.db.engine import unit_of_work
+    from leadwatch.notifications import credentials
+
+    with unit_of_work(factory) as db_session:
+        try:
+            return credentials.in_force(db_session=db_session, settings=settings)
+        except credentials.CredentialsError:
+            return settings
 
 
 def _record_receipt(factory: Any, runtime: Any, receipt: dict[str, Any], now: datetime) -> None:
