@@ -397,3 +397,28 @@ def test_a_fallback_a_dead_worker_left_unsent_is_repaired_by_the_sweep(world: Wo
     log = world.decisions(esc.id)
     assert log[-1].fallback and "every delivery of step 1 failed permanently" in log[-1].reason
     assert world.escalation(lead).status == "active"  # a fallback changes nothing else
+
+
+def test_the_repair_passes_over_stopped_chains(world: World) -> None:
+    """A chain stopped by contact needs no fallback for its dead step; the repair must not
+    pick that step again every sweep (it would crowd out steps that need one)."""
+    from leadwatch.escalations.service import repair_fallbacks
+
+    stopped = world.add_lead("RP-2", probability=0.05)
+    world.watch(stopped)
+    world.event(stopped, EventType.CONTACTED)
+    world.watch(stopped)  # sees the contact: the chain stops
+    assert world.escalation(stopped).status == "stopped"
+    with unit_of_work(world.factory) as db_session:
+        db_session.execute(update(OutboxMessage).values(status="dead"))
+    runner = world.runner()
+    assert runner.repair() == 0
+    with unit_of_work(world.factory) as db_session:
+        before = world.escalation(stopped).run_token
+        assert (
+            repair_fallbacks(
+                db_session=db_session, runtime=world.runtime(db_session), now=world.clock()
+            )
+            == 0
+        )
+    assert world.escalation(stopped).run_token == before  # not even taken and looked at

@@ -245,7 +245,10 @@ class EscalationRunner:
         if time.monotonic() - self._last_sweep >= self.sweep_seconds:
             self._last_sweep = time.monotonic()
             if self.dispatcher is not None:
-                self.repair()
+                try:  # a fallback that cannot be sent now must not hold up the sweep
+                    self.repair()
+                except Exception:
+                    log.exception("repairing missed fallbacks failed; the next sweep retries")
             swept = self.sweep()
             result.swept, result.started = swept.swept, swept.started
             result.upgraded, result.stopped = swept.upgraded, swept.stopped

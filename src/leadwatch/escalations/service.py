@@ -753,13 +753,18 @@ def repair_fallbacks(*, db_session: Session, runtime: Runtime, now: datetime) ->
     pending = (
         select(OutboxMessage.decision_id, func.min(OutboxMessage.id))
         .join(EscalationDecision, EscalationDecision.id == OutboxMessage.decision_id)
+        .join(Escalation, Escalation.id == OutboxMessage.escalation_id)
         .where(
             EscalationDecision.fallback.is_(False),
             EscalationDecision.fell_back.is_(False),
             EscalationDecision.action == Action.NOTIFY.value,
+            # a stopped chain needs no fallback: without this, its dead steps would be
+            # picked again every sweep and could crowd out the ones that do
+            Escalation.status != Status.STOPPED.value,
         )
         .group_by(OutboxMessage.decision_id)
         .having(dead == func.count())
+        .order_by(OutboxMessage.decision_id)
         .limit(100)
     )
     repaired = 0
