@@ -237,12 +237,17 @@ class Dispatcher:
         return result, (time.perf_counter() - started) * 1000
 
     def _note_provider_id(self, message_id: int, token: str, provider_id: str) -> None:
-        """At once, not with the batch: a delivery receipt can arrive within a second."""
-        with unit_of_work(self.session_factory) as db_session:
-            db_session.execute(
-                _update_statement(("provider_id",)),
-                {"b_id": message_id, "b_token": token, "provider_id": provider_id},
-            )
+        """At once, not with the batch: a delivery receipt can arrive within a second. Best
+        effort: the batch's outcomes write it again, and a failure here must not lose them
+        (the message was sent; losing its outcome would send it twice)."""
+        try:
+            with unit_of_work(self.session_factory) as db_session:
+                db_session.execute(
+                    _update_statement(("provider_id",)),
+                    {"b_id": message_id, "b_token": token, "provider_id": provider_id},
+                )
+        except Exception:
+            log.exception("message %d: could not note provider id %s yet", message_id, provider_id)
 
     # ---- writing outcomes --------------------------------------------------------------------
 
