@@ -190,6 +190,7 @@ def _stored_frame(dealership: str | None) -> tuple[pd.DataFrame, dict[str, Worki
 
     from leadwatch.cli import _engine
     from leadwatch.cli_support import load_settings
+    from leadwatch.core.calendar import CalendarError
     from leadwatch.db.engine import make_session_factory, unit_of_work
     from leadwatch.escalations import settings as settings_service
     from leadwatch.leads.export import lead_frame
@@ -206,13 +207,16 @@ def _stored_frame(dealership: str | None) -> tuple[pd.DataFrame, dict[str, Worki
                     f"--dealership {dealership!r}: no such dealership (leadwatch dealership list)"
                 )
             ids = [found]
-        frame = lead_frame(db_session=db_session, dealership_ids=ids)
-        document = settings_service.load(db_session=db_session).document
-    pairs = frame[["dealership", "dealership_timezone"]].drop_duplicates()
-    known = {
-        str(name): document.working_hours(str(name), str(zone))
-        for name, zone in pairs.itertuples(index=False)
-    }
+        try:
+            frame = lead_frame(db_session=db_session, dealership_ids=ids)
+            pairs = frame[["dealership", "dealership_timezone"]].drop_duplicates()
+            known = settings_service.working_hours_of(
+                db_session=db_session, stores=pairs.itertuples(index=False)
+            )
+        except CalendarError as exc:
+            raise fail(
+                f"stored leads: {exc} (fix it: leadwatch dealership set NAME --timezone ZONE)"
+            ) from None
     return frame, known
 
 

@@ -119,3 +119,20 @@ def test_the_page_needs_a_signed_in_user(engine: Engine, settings: Settings) -> 
         response = anonymous.get("/flow")
         assert response.status_code == 303
         assert response.headers["location"] == "/login?next=/flow"
+
+
+def test_a_store_zone_the_system_does_not_know_is_said_not_a_crash(
+    sign_in: Callable[[str], TestClient], session_factory: sessionmaker[Session]
+) -> None:
+    from sqlalchemy import update
+
+    from leadwatch.leads.models import Dealership
+
+    with unit_of_work(session_factory) as db_session:  # an old record, before zones were checked
+        db_session.execute(
+            update(Dealership)
+            .where(Dealership.name == "Lakeshore Auto")
+            .values(timezone="Mars/Base")
+        )
+    page = sign_in("root@example.com").get("/flow")
+    assert page.status_code == 200 and "Mars/Base" in page.text

@@ -353,3 +353,10 @@ def test_generated_history_shows_the_effects_the_generator_put_in() -> None:
             assert row.d30.n <= row.d14.n <= row.leads  # longer windows close later
             assert all(r is None or 0 <= r <= 1 for r in (row.d30.rate, row.d30.low, row.d30.high))
     assert not math.isnan(report.overall.d30.rate or math.nan)
+
+
+def test_a_dealership_zone_the_system_does_not_know_is_a_clear_error() -> None:
+    rows = old_leads(50, 5, "Website")
+    leads = frame(rows).assign(dealership_timezone="Nowhere/Zone")
+    with pytest.raises(FlowInputError, match="'Nowhere/Zone'.*correct the dealership's zone"):
+        analyze_flow(leads, as_of=pd.Timestamp("2025-03-01T00:00Z"))

@@ -161,7 +161,13 @@ def _as_of_minutes(leads: pd.DataFrame, stamp: pd.Timestamp) -> Floats:
         zones = leads["dealership_timezone"].astype("object")
         for zone in zones.dropna().unique():
             if str(zone):
-                local = stamp.tz_convert(str(zone)).tz_localize(None)
+                try:
+                    local = stamp.tz_convert(str(zone)).tz_localize(None)
+                except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+                    raise FlowInputError(
+                        f"time zone {zone!r} of some leads' dealership is not one this system "
+                        "knows: correct the dealership's zone (e.g. America/Chicago)"
+                    ) from None
                 out[(zones == zone).to_numpy()] = _minute(local)
     return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from leadwatch.core.calendar import WorkingHours
 from leadwatch.escalations.document import EscalationSettings, settings_changes
 from leadwatch.escalations.models import SettingsVersion
 from leadwatch.escalations.router import AlertEscalationRouter
@@ -138,3 +139,12 @@ def load(*, db_session: Session, version: int | None = None) -> Config:
             _cache.clear()
         _cache[key] = config
     return config
+
+
+def working_hours_of(
+    *, db_session: Session, stores: Iterable[tuple[str, str]]
+) -> dict[str, WorkingHours]:
+    """Each (dealership, time zone) pair's working hours from the settings in force. A zone
+    this system does not know raises `CalendarError` naming it."""
+    config = load(db_session=db_session)
+    return {str(name): config.calendar(str(name), str(zone)) for name, zone in stores}

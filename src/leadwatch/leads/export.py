@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
+from leadwatch.core.calendar import CalendarError
 from leadwatch.core.leads import STAGE_TIME_FIELDS
 from leadwatch.leads.models import Dealership, Lead, LeadEvent
 
@@ -51,7 +52,8 @@ def lead_frame(
     include_linked: bool = False,
 ) -> pd.DataFrame:
     """The stored leads (optionally of some dealerships, of one rep, created since a moment)
-    with their stage times, one row per lead, columns ``COLUMNS``."""
+    with their stage times, one row per lead, columns ``COLUMNS``. A dealership whose time
+    zone this system does not know raises `CalendarError` naming it."""
     query = select(
         Lead.id,
         Lead.external_id,
@@ -83,6 +85,7 @@ def lead_frame(
     for field in STAGE_TIME_FIELDS:
         frame[field] = frame["id"].map(stages.get(field, {}))
     frame["vehicle_price"] = pd.to_numeric(frame["vehicle_price"], errors="coerce")
+    _check_zones(frame)
     for column in ("created_at", *STAGE_TIME_FIELDS):
         frame[column] = _local_naive(frame[column], frame["dealership_timezone"])
     return frame[list(COLUMNS)]
@@ -108,6 +111,18 @@ def _raw(column: Any) -> Any:
     """A time column as the driver gives it (SQLite: text in UTC; PostgreSQL: aware), left
     for pandas to convert in one go instead of value by value."""
     return type_coerce(column, String)
+
+
+def _check_zones(frame: pd.DataFrame) -> None:
+    for zone in frame["dealership_timezone"].dropna().unique():
+        try:
+            ZoneInfo(str(zone))
+        except (ZoneInfoNotFoundError, ValueError):
+            stores = sorted(set(frame.loc[frame["dealership_timezone"] == zone, "dealership"]))
+            raise CalendarError(
+                f"time zone {zone!r} of {', '.join(stores)} is not one this system knows: "
+                "correct the dealership's zone (e.g. America/Chicago)"
+            ) from None
 
 
 def _local_naive(times: pd.Series, zones: pd.Series) -> pd.Series:

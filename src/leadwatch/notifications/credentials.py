@@ -159,7 +159,7 @@ def _open(settings: Settings, token: str) -> dict[str, str]:
     except InvalidToken:
         raise CredentialsError(
             "the saved channel secrets cannot be read with this installation's key "
-            "(LEADWATCH_SECRET_KEY changed?): on the settings page, press \"Use the "
+            '(LEADWATCH_SECRET_KEY changed?): on the settings page, press "Use the '
             "environment's\" for that channel, then save them again"
         ) from None
     return data

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from leadwatch.analysis import FlowConfig, FlowInputError, FlowReport, analyze_flow
+from leadwatch.core.calendar import CalendarError
 from leadwatch.deps import ClockDep, SessionDep
 from leadwatch.escalations import settings as settings_service
 from leadwatch.leads.export import lead_frame
@@ -33,27 +34,24 @@ def flow_page(
     limits, scope = _scope(signed_in.user)
     dealership = limits.get("dealership_id")
     now = clock()
-    frame = lead_frame(
-        db_session=db_session,
-        dealership_ids=None if dealership is None else [int(dealership)],
-        rep=limits.get("rep"),
-        since=now - timedelta(days=days),
-    )
-    document = settings_service.load(db_session=db_session).document
-    pairs = frame[["dealership", "dealership_timezone"]].drop_duplicates()
-    config = FlowConfig(
-        hours={
-            str(name): document.working_hours(str(name), str(zone))
-            for name, zone in pairs.itertuples(index=False)
-        }
-    )
     report: FlowReport | None = None
     problem: str | None = f"No leads created in the last {days} days. {scope}"
-    if not frame.empty:
-        try:
-            report, problem = analyze_flow(frame, as_of=now, config=config), None
-        except FlowInputError as exc:
-            problem = str(exc)
+    try:
+        frame = lead_frame(
+            db_session=db_session,
+            dealership_ids=None if dealership is None else [int(dealership)],
+            rep=limits.get("rep"),
+            since=now - timedelta(days=days),
+        )
+        if not frame.empty:
+            pairs = frame[["dealership", "dealership_timezone"]].drop_duplicates()
+            hours = settings_service.working_hours_of(
+                db_session=db_session, stores=pairs.itertuples(index=False)
+            )
+            report = analyze_flow(frame, as_of=now, config=FlowConfig(hours=hours))
+            problem = None
+    except (FlowInputError, CalendarError) as exc:  # e.g. a store's zone is unknown
+        problem = str(exc)
     return page(
         request,
         "flow.html",
