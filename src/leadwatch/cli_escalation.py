@@ -336,9 +336,12 @@ def settings_import(
             changes = settings_changes(old, document)
             out.print("\n".join(changes) if changes else "no changes", markup=False)
             return
-        row = settings_service.save(
-            db_session=db_session, document=document, author=who, now=now(), comment=comment
-        )
+        try:
+            row = settings_service.save(
+                db_session=db_session, document=document, author=who, now=now(), comment=comment
+            )
+        except settings_service.SettingsConflictError as exc:
+            raise fail(str(exc)) from None
         out.print(f"saved settings version {row.version} by {escape(who)}")
         for change in row.changes:
             out.print(f"  {change}", highlight=False, markup=False)

@@ -422,3 +422,30 @@ def test_the_repair_passes_over_stopped_chains(world: World) -> None:
             == 0
         )
     assert world.escalation(stopped).run_token == before  # not even taken and looked at
+
+
+def test_a_settings_save_that_loses_the_race_for_its_version_is_a_conflict(world: World) -> None:
+    """Two saves at once both take the next version number; the second gets a conflict,
+    saves nothing, and its session stays usable (every caller, not just the API)."""
+    from sqlalchemy import event
+
+    from leadwatch.escalations import settings as settings_service
+
+    first = world.save_settings({"escalate_low": True}, author="first")
+
+    def meanwhile(_session: Session, _context: object, _instances: object) -> None:
+        world.save_settings({"escalate_low": False}, author="other")  # commits first
+
+    with unit_of_work(world.factory) as db_session:
+        event.listen(db_session, "before_flush", meanwhile, once=True)
+        with pytest.raises(settings_service.SettingsConflictError, match="someone else"):
+            settings_service.save(
+                db_session=db_session,
+                document=settings_service.parse({"watch_hours": 12}),
+                author="late",
+                now=world.clock(),
+            )
+        assert settings_service.current_version(db_session=db_session) == first + 1
+    with unit_of_work(world.factory) as db_session:
+        newest = settings_service.history(db_session=db_session, limit=1)[0]
+    assert (newest.version, newest.author) == (first + 1, "other")

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from sqlalchemy.exc import IntegrityError
 
 from leadwatch.deps import ClockDep, CurrentToken, SessionDep, SettingsDep, require_token
 from leadwatch.escalations import preview as preview_service
@@ -177,19 +176,15 @@ def put_settings(
     except settings_service.SettingsError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     try:
-        with db_session.begin_nested():
-            row = settings_service.save(
-                db_session=db_session,
-                document=document,
-                author=f"token:{token.name}",
-                now=clock(),
-                comment=body.comment,
-            )
-    except IntegrityError:  # another save took that version number first
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            "the settings were saved by someone else meanwhile; reload them and try again",
-        ) from None
+        row = settings_service.save(
+            db_session=db_session,
+            document=document,
+            author=f"token:{token.name}",
+            now=clock(),
+            comment=body.comment,
+        )
+    except settings_service.SettingsConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     return SettingsVersionRead.model_validate(row)
 
 

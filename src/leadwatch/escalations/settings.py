@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadwatch.core.calendar import WorkingHours
@@ -26,6 +27,10 @@ from leadwatch.escalations.router import AlertEscalationRouter
 
 class SettingsError(ValueError):
     """A settings document was refused; the message lists every problem with its path."""
+
+
+class SettingsConflictError(Exception):
+    """Another save took the next version number first: nothing was saved."""
 
 
 # One version of the settings, parsed once, is a router (it decides with those settings).
@@ -84,8 +89,14 @@ def save(
         changes=[*settings_changes(old, document), *also_changed],
         created_at=now,
     )
-    db_session.add(row)
-    db_session.flush()
+    try:
+        with db_session.begin_nested():  # versions are unique: a racing save makes this fail
+            db_session.add(row)
+            db_session.flush()
+    except IntegrityError:
+        raise SettingsConflictError(
+            "the settings were saved by someone else meanwhile; reload them and try again"
+        ) from None
     # Once committed, this process's cached settings (RuntimeSource) are out of date. Not
     # before: a thread reading in between would cache the old ones under the new count.
     event.listen(db_session, "after_commit", _bump, once=True)

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -120,13 +120,16 @@ def save_timezone(
         lead_service.set_dealership_timezone(
             db_session=db_session, name=dealership, timezone=timezone
         )
-        settings_service.save(
-            db_session=db_session,
-            document=config.document,
-            author=signed_in.user.email,
-            now=clock(),
-            also_changed=[f"dealerships[{dealership}].timezone: {old} -> {timezone}"],
-        )
+        try:  # the other change of this request is undone with it
+            settings_service.save(
+                db_session=db_session,
+                document=config.document,
+                author=signed_in.user.email,
+                now=clock(),
+                also_changed=[f"dealerships[{dealership}].timezone: {old} -> {timezone}"],
+            )
+        except settings_service.SettingsConflictError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     notice = "zone" if old != timezone else "unchanged"
     return RedirectResponse(f"{BASE}/hours?saved={notice}", status_code=303)
 

@@ -220,14 +220,17 @@ def save_channel(
             "integrations", code=422, error=str(exc), **_channels(db_session, settings)
         )
     if changes:
-        settings_service.save(
-            db_session=db_session,
-            document=settings_service.load(db_session=db_session).document,
-            author=form.signed_in.user.email,
-            now=now,
-            comment=f"{channel} credentials",
-            also_changed=changes,
-        )
+        try:  # the other change of this request is undone with it
+            settings_service.save(
+                db_session=db_session,
+                document=settings_service.load(db_session=db_session).document,
+                author=form.signed_in.user.email,
+                now=now,
+                comment=f"{channel} credentials",
+                also_changed=changes,
+            )
+        except settings_service.SettingsConflictError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     notice = "channel" if changes else "unchanged"
     return RedirectResponse(f"{BASE}/integrations?saved={notice}", status_code=303)
 

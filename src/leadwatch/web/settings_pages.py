@@ -148,13 +148,16 @@ def save_change(
     if document == config.document:
         notice = "unchanged"
     else:
-        settings_service.save(
-            db_session=db_session,
-            document=document,
-            author=signed_in.user.email,
-            now=now,
-            comment=comment,
-        )
+        try:
+            settings_service.save(
+                db_session=db_session,
+                document=document,
+                author=signed_in.user.email,
+                now=now,
+                comment=comment,
+            )
+        except settings_service.SettingsConflictError as exc:  # saved in the same instant
+            return render_tab(request, signed_in, db_session, tab, code=409, error=str(exc))
     return RedirectResponse(
         f"{TAB_URLS[tab]}?saved={notice}", status_code=status.HTTP_303_SEE_OTHER
     )
