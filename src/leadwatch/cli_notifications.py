@@ -135,21 +135,17 @@ def preview_template(
 ) -> None:
     """Render a channel's template for a sample lead (templates saved in the settings, then
     custom files in LEADWATCH_HOME/templates, override the defaults)."""
-    from leadwatch.notifications.templates import TemplateSet, sample_context
+    from leadwatch.db.engine import unit_of_work
+    from leadwatch.notifications.service import templates_in_force
+    from leadwatch.notifications.templates import sample_context
 
     if channel not in ("email", "sms", "slack", "webhook", "in_app"):
         raise fail(f"unknown channel {channel!r}: use email, sms, slack, webhook or in_app")
     if level not in ("critical", "high", "medium", "low"):
         raise fail(f"unknown level {level!r}: use critical, high, medium or low")
-    from leadwatch.db.engine import unit_of_work
-    from leadwatch.escalations import settings as settings_service
-
-    settings = load_settings()
     with unit_of_work(_factory()) as db_session:
-        overrides = settings_service.load(db_session=db_session).document.templates
-    rendered = TemplateSet(settings.home / "templates", overrides).render(
-        channel=channel, level=level, context=sample_context(level)
-    )
+        chosen = templates_in_force(db_session=db_session, settings=load_settings())
+    rendered = chosen.render(channel=channel, level=level, context=sample_context(level))
     for name in rendered.fallbacks:
         err.print(f"[yellow]custom template {escape(name)} failed; the default was used[/]")
     out.print(escape(f"subject: {rendered.subject}\n"), highlight=False)

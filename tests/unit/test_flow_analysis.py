@@ -360,3 +360,16 @@ def test_a_dealership_zone_the_system_does_not_know_is_a_clear_error() -> None:
     leads = frame(rows).assign(dealership_timezone="Nowhere/Zone")
     with pytest.raises(FlowInputError, match="'Nowhere/Zone'.*correct the dealership's zone"):
         analyze_flow(leads, as_of=pd.Timestamp("2025-03-01T00:00Z"))
+
+
+def test_the_confidence_level_chosen_applies_to_speed_to_lead_too() -> None:
+    leads = frame(old_leads(200, 40, "Website"))
+    wide = analyze_flow(leads).speed
+    narrow = analyze_flow(leads, config=FlowConfig(z=1.0)).speed
+
+    def width(rate: Any) -> float:
+        return float(rate.high - rate.low)
+
+    assert width(narrow.buckets[0].d30) < width(wide.buckets[0].d30)
+    shares = zip(narrow.contacted_within, wide.contacted_within, strict=True)
+    assert all(width(a.business_hours) < width(b.business_hours) for a, b in shares)

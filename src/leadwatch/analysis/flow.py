@@ -133,7 +133,7 @@ def analyze_flow(
         config.hours_source,
         config.default_hours_source,
     )
-    speed = speed_to_lead(timeline, judged, in_hours, used, settled)
+    speed = speed_to_lead(timeline, judged, in_hours, used, settled, z=config.z)
     flow = funnel(timeline, settled, basis, cohort=config.cohort, targets=config.targets)
     return FlowReport(
         as_of=timeline.as_of_text,

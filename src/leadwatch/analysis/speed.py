@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leadwatch.analysis.conversion import Judged, Rate, rates
+from leadwatch.analysis.conversion import Z95, Judged, Rate, rates
 from leadwatch.analysis.hours import HoursUsed
 from leadwatch.analysis.timeline import Bools, Floats, Timeline
 
@@ -75,6 +75,7 @@ def speed_to_lead(
     in_hours: Bools,
     hours_used: list[HoursUsed],
     settled: Bools,
+    z: float = Z95,
 ) -> SpeedToLead:
     delay = delay_minutes(timeline)
     bucket = np.full(len(timeline), len(BUCKETS), dtype=np.int64)  # NEVER unless a contact
@@ -85,6 +86,7 @@ def speed_to_lead(
     d30 = rates(
         np.bincount(bucket, weights=judged.sold[30], minlength=size),
         np.bincount(bucket, weights=judged.closed[30], minlength=size),
+        z,
     )
     names = [name for name, _, _ in BUCKETS] + [NEVER]
     buckets = [SpeedBucket(names[i], int(leads[i]), d30[i]) for i in range(size)]
@@ -95,7 +97,7 @@ def speed_to_lead(
         reached = old_enough & (delay <= within)
         counts = [int((reached & side).sum()) for side in (in_hours, ~in_hours)]
         totals = [int((old_enough & side).sum()) for side in (in_hours, ~in_hours)]
-        business, after = rates(np.array(counts), np.array(totals))
+        business, after = rates(np.array(counts), np.array(totals), z)
         shares.append(ContactShare(within, business, after))
     return SpeedToLead(
         buckets=buckets,

@@ -15,21 +15,22 @@ from leadwatch.auth.models import ApiToken
 TOKEN_PREFIX = "lw_"
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What is stored of a secret token (API token, web session): its SHA-256, never itself."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def create_token(*, db_session: Session, name: str, now: datetime) -> tuple[ApiToken, str]:
     """Returns the stored row and the token itself, which is shown once and never stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, token_hash=_digest(token), prefix=token[:10], created_at=now)
+    row = ApiToken(name=name, token_hash=token_digest(token), prefix=token[:10], created_at=now)
     db_session.add(row)
     db_session.flush()
     return row, token
 
 
 def authenticate(*, db_session: Session, token: str, now: datetime) -> ApiToken | None:
-    digest = _digest(token)
+    digest = token_digest(token)
     row = db_session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
     # Comparing digests in constant time keeps timing from telling how close a guess was.
     if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:

@@ -33,6 +33,7 @@ from leadwatch.escalations.document import plan_from_json, plan_to_json
 from leadwatch.escalations.messages import LeadCard
 from leadwatch.escalations.models import ClaimUse, Escalation, EscalationDecision
 from leadwatch.escalations.settings import Config
+from leadwatch.escalations.stats import scoped
 from leadwatch.leads import service as lead_service
 from leadwatch.leads.models import Dealership, Lead
 from leadwatch.leads.store import IN_BATCH
@@ -812,11 +813,7 @@ def list_escalations(
     if channel:
         used = select(OutboxMessage.escalation_id).where(OutboxMessage.channel == channel)
         query = query.where(Escalation.id.in_(used))
-    if rep is not None:
-        mine = select(Lead.id).where(func.lower(Lead.rep) == rep.lower())
-        query = query.where(Escalation.lead_id.in_(mine))
-    if dealership_id is not None:
-        query = query.where(Escalation.dealership_id == dealership_id)
+    query = scoped(query, rep=rep, dealership_id=dealership_id)
     if status == "live":
         query = query.where(Escalation.status.in_(LIVE))
     elif status:

@@ -212,11 +212,9 @@ def template_preview(
 ) -> dict[str, Any]:
     """The message a channel and level would send, for a sample lead, with the templates of
     the settings in force."""
-    from leadwatch.escalations import settings as settings_service
-    from leadwatch.notifications.templates import TemplateSet, sample_context
+    from leadwatch.notifications.templates import sample_context
 
-    overrides = settings_service.load(db_session=db_session).document.templates
-    rendered = TemplateSet(settings.home / "templates", overrides).render(
+    rendered = service.templates_in_force(db_session=db_session, settings=settings).render(
         channel=channel, level=level, context=sample_context(level)
     )
     return {

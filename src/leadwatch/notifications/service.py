@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from leadwatch.config import Settings
 from leadwatch.notifications.models import DeliveryAttempt, InboxItem, OutboxMessage
+from leadwatch.notifications.templates import TemplateSet
 
 STATUSES = ("pending", "sending", "retry", "sent", "dead", "folded")
 
@@ -202,3 +203,12 @@ def channel_status(settings: Settings) -> dict[str, dict[str, Any]]:
         },
         "in_app": {"configured": True},
     }
+
+
+def templates_in_force(*, db_session: Session, settings: Settings) -> TemplateSet:
+    """The templates messages are worded with now: those saved in the settings in force, over
+    the files in LEADWATCH_HOME/templates, over the shipped defaults."""
+    from leadwatch.escalations import settings as settings_service
+
+    overrides = settings_service.load(db_session=db_session).document.templates
+    return TemplateSet(settings.home / "templates", overrides)

@@ -3,7 +3,6 @@ take the session and never commit."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from leadwatch.auth.service import token_digest
 from leadwatch.users.models import ROLES, FailedLogin, User, WebSession
 
 SESSION_DAYS = 7
@@ -41,10 +41,6 @@ class SignedIn:
     user: User
     token: str  # for the cookie; never stored
     csrf_token: str
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create_user(
@@ -117,7 +113,7 @@ def sign_in(
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     db_session.add(
         WebSession(
-            token_hash=_digest(token),
+            token_hash=token_digest(token),
             user_id=user.id,
             csrf_token=csrf,
             created_at=now,
@@ -140,7 +136,7 @@ def session_user(*, db_session: Session, token: str, now: datetime) -> tuple[Use
     row = db_session.execute(
         select(User, WebSession.csrf_token)
         .join(WebSession, WebSession.user_id == User.id)
-        .where(WebSession.token_hash == _digest(token), WebSession.expires_at > now)
+        .where(WebSession.token_hash == token_digest(token), WebSession.expires_at > now)
     ).first()
     if row is None or row[0].disabled_at is not None:
         return None
@@ -148,7 +144,7 @@ def session_user(*, db_session: Session, token: str, now: datetime) -> tuple[Use
 
 
 def sign_out(*, db_session: Session, token: str) -> None:
-    db_session.execute(delete(WebSession).where(WebSession.token_hash == _digest(token)))
+    db_session.execute(delete(WebSession).where(WebSession.token_hash == token_digest(token)))
 
 
 def list_users(*, db_session: Session) -> list[User]:

@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from leadwatch.analysis.recommend import percent
 from leadwatch.web.charts import chart_id, no_data
 
 # Lead flow charts: rates with their 95 % intervals as whiskers, the stage funnel, and pairs.
 RateRow = tuple[str, float | None, float | None, float | None]  # label, rate, low, high
 _FLOW_BLUE, _FLOW_GREY, _FLOW_ORANGE = "#2680c2", "#9fb3c8", "#c65d21"
-
-
-def _flow_pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}".removesuffix(".0") + " %"
 
 
 def _flow_top(rows: Sequence[RateRow], reference: float | None) -> float:
@@ -42,11 +39,11 @@ def rate_bars(
         return left + (right - left) * value / top
 
     summary = ", ".join(
-        f"{label} {_flow_pct(rate)} (95 % interval {_flow_pct(low)} to {_flow_pct(high)})"
+        f"{label} {percent(rate)} (95 % interval {percent(low)} to {percent(high)})"
         for label, rate, low, high in shown
     )
     if reference is not None:
-        summary += f"; {reference_label} {_flow_pct(reference)}"
+        summary += f"; {reference_label} {percent(reference)}"
     total = 40 + height * len(shown)
     parts = [
         f'<svg role="img" aria-labelledby="{ident}" viewBox="0 0 480 {total}" '
@@ -61,20 +58,20 @@ def rate_bars(
         parts += [
             f'<text x="0" y="{y + 15}" font-size="12">{escape(name)}</text>',
             f'<rect x="{left}" y="{y + 4}" width="{x(rate or 0.0) - left:.1f}" height="14" '
-            f'fill="{color}"><title>{escape(label)}: {_flow_pct(rate)}</title></rect>',
+            f'fill="{color}"><title>{escape(label)}: {percent(rate)}</title></rect>',
         ]
         if low is not None and high is not None:
             parts.append(
                 f'<line x1="{x(low):.1f}" y1="{y + 11}" x2="{x(high):.1f}" y2="{y + 11}" '
                 'stroke="#102a43" stroke-width="1.5"/>'
             )
-        parts.append(f'<text x="{right + 8}" y="{y + 15}" font-size="12">{_flow_pct(rate)}</text>')
+        parts.append(f'<text x="{right + 8}" y="{y + 15}" font-size="12">{percent(rate)}</text>')
     if reference is not None:
         parts += [
             f'<line x1="{x(reference):.1f}" y1="24" x2="{x(reference):.1f}" y2="{total - 8}" '
             f'stroke="{_FLOW_ORANGE}" stroke-dasharray="4 3"/>',
             f'<text x="{x(reference):.1f}" y="{total}" font-size="11" text-anchor="middle" '
-            f'fill="{_FLOW_ORANGE}">{escape(reference_label)} {_flow_pct(reference)}</text>',
+            f'fill="{_FLOW_ORANGE}">{escape(reference_label)} {percent(reference)}</text>',
         ]
     parts.append("</svg>")
     return "".join(parts)
@@ -99,7 +96,7 @@ def rate_columns(
     def y(value: float) -> float:
         return lower - (lower - upper) * value / top
 
-    summary = ", ".join(f"{label} {_flow_pct(rate)}" for label, rate, _, _ in rows)
+    summary = ", ".join(f"{label} {percent(rate)}" for label, rate, _, _ in rows)
     parts = [
         f'<svg role="img" aria-labelledby="{ident}" viewBox="0 0 480 244" '
         'style="width:100%;max-width:40rem;height:auto">',
@@ -111,7 +108,7 @@ def rate_columns(
             f'<line x1="{left}" y1="{y(tick):.1f}" x2="{right}" y2="{y(tick):.1f}" '
             'stroke="#d9e2ec"/>',
             f'<text x="{left - 4}" y="{y(tick) + 4:.1f}" font-size="11" text-anchor="end">'
-            f"{_flow_pct(tick)}</text>",
+            f"{percent(tick)}</text>",
         ]
     needed = max(len(label) for label, _, _, _ in rows) * 6 + 6
     # Labels that do not fit side by side go on two staggered lines, or every k-th is shown.
@@ -124,8 +121,8 @@ def rate_columns(
             parts.append(
                 f'<rect x="{centre - slot * 0.35:.1f}" y="{y(rate):.1f}" '
                 f'width="{slot * 0.7:.1f}" height="{lower - y(rate):.1f}" fill="{color}">'
-                f"<title>{escape(label)}: {_flow_pct(rate)} (95 % interval {_flow_pct(low)} "
-                f"to {_flow_pct(high)})</title></rect>"
+                f"<title>{escape(label)}: {percent(rate)} (95 % interval {percent(low)} "
+                f"to {percent(high)})</title></rect>"
             )
         if low is not None and high is not None:
             parts.append(
@@ -142,7 +139,7 @@ def rate_columns(
         parts.append(
             f'<line x1="{left}" y1="{y(reference):.1f}" x2="{right}" y2="{y(reference):.1f}" '
             f'stroke="{_FLOW_ORANGE}" stroke-dasharray="4 3"><title>overall '
-            f"{_flow_pct(reference)}</title></line>"
+            f"{percent(reference)}</title></line>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -170,7 +167,7 @@ def funnel(title: str, stages: Sequence[tuple[str, int]]) -> str:
             f'<rect x="{middle - width / 2:.1f}" y="{y + 4}" width="{width:.1f}" '
             f'height="{height - 8}" fill="{_FLOW_BLUE}"/>',
             f'<text x="{middle + width / 2 + 6:.1f}" y="{y + 18}" font-size="12">{count:,} '
-            f"({_flow_pct(count / first)})</text>",
+            f"({percent(count / first)})</text>",
         ]
     parts.append("</svg>")
     return "".join(parts)
@@ -188,7 +185,7 @@ def paired_bars(
     left, right, height = 150, 420, 40
     colors = (_FLOW_BLUE, _FLOW_ORANGE)
     summary = "; ".join(
-        f"{label}: {names[0]} {_flow_pct(a)}, {names[1]} {_flow_pct(b)}" for label, a, b in rows
+        f"{label}: {names[0]} {percent(a)}, {names[1]} {percent(b)}" for label, a, b in rows
     )
     parts = [
         f'<svg role="img" aria-labelledby="{ident}" viewBox="0 0 480 '
@@ -211,7 +208,7 @@ def paired_bars(
                 f'<rect x="{left}" y="{y + 2 + side * 16}" width="{width:.1f}" height="13" '
                 f'fill="{colors[side]}"/>',
                 f'<text x="{left + width + 4:.1f}" y="{y + 13 + side * 16}" font-size="11">'
-                f"{_flow_pct(value)}</text>",
+                f"{percent(value)}</text>",
             ]
     parts.append("</svg>")
     return "".join(parts)

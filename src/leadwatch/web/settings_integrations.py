@@ -249,8 +249,7 @@ def templates_page(
     saved: str = "",
     name: Annotated[str, Query(max_length=100, pattern=CUSTOM_NAME.pattern)] = "email.subject.j2",
 ) -> HTMLResponse:
-    overrides = settings_service.load(db_session=db_session).document.templates
-    chosen = _template_set(settings, overrides)
+    chosen = notification_service.templates_in_force(db_session=db_session, settings=settings)
     source = chosen.source(name) or ""
     return render_tab(
         request,
@@ -261,7 +260,7 @@ def templates_page(
         template_name=name,
         source=source,
         origin=chosen.names().get(name, "default (falls back to a broader template)"),
-        preview=_preview(settings, overrides, name, source),
+        preview=_preview(chosen, name, source),
     )
 
 
@@ -279,8 +278,8 @@ def preview_template(
     """The message the edited (unsaved) template would give for a sample lead. With
     ``fragment``, only the preview box: the page's script asks for it as the text changes."""
     check_csrf(signed_in, csrf_token)
-    overrides = settings_service.load(db_session=db_session).document.templates
-    preview = _preview(settings, overrides, name, source)
+    chosen = notification_service.templates_in_force(db_session=db_session, settings=settings)
+    preview = _preview(chosen, name, source)
     if fragment:
         return jinja.TemplateResponse(request, "template_preview.html", {"preview": preview})
     return render_tab(
@@ -307,7 +306,9 @@ def save_template(
     require_editor(form.signed_in)
     problems = [] if reset else TemplateSet().check(source) if source.strip() else []
     if problems:  # shown with the text as typed, so nothing the manager wrote is lost
-        overrides = settings_service.load(db_session=form.db_session).document.templates
+        chosen = notification_service.templates_in_force(
+            db_session=form.db_session, settings=settings
+        )
         return form.show(
             "templates",
             code=422,
@@ -315,7 +316,7 @@ def save_template(
             template_name=name,
             source=source,
             origin="edited, not saved",
-            preview=_preview(settings, overrides, name, source),
+            preview=_preview(chosen, name, source),
         )
 
     def change(data: dict[str, Any]) -> None:
@@ -332,20 +333,15 @@ def save_template(
     return response
 
 
-def _template_set(settings: Settings, overrides: dict[str, str]) -> TemplateSet:
-    return TemplateSet(settings.home / "templates", overrides)
-
-
-def _preview(
-    settings: Settings, overrides: dict[str, str], name: str, source: str
-) -> dict[str, Any]:
-    """Render ``name`` as edited (and every other part as it is now) for a sample lead."""
+def _preview(chosen: TemplateSet, name: str, source: str) -> dict[str, Any]:
+    """Render ``name`` as edited (and every other part as ``chosen`` has it) for a sample
+    lead."""
     channel, *middle, _part, _ = name.split(".")
     level = middle[0] if middle else "critical"
     problems = TemplateSet().check(source) if source.strip() else ["the template is empty"]
     if problems:
         return {"problems": problems, "channel": channel, "level": level}
-    rendered = _template_set(settings, {**overrides, name: source}).render(
+    rendered = chosen.with_overrides({**chosen.overrides, name: source}).render(
         channel=channel, level=level, context=sample_context(level)
     )
     return {

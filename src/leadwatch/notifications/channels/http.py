@@ -153,7 +153,3 @@ class HttpChannel:
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     """Case-insensitive lookup in a plain dict of headers."""
     return next((value for key, value in headers.items() if key.lower() == name), None)
-
-
-def _name(exc: BaseException) -> str:
-    return type(exc).__name__

@@ -20,7 +20,7 @@ from typing import Any
 
 from leadwatch.config import Settings
 from leadwatch.notifications.channels.base import DeliveryResult, OutgoingMessage
-from leadwatch.notifications.channels.http import USER_AGENT, HttpChannel
+from leadwatch.notifications.channels.http import HttpChannel
 from leadwatch.prediction.artifacts import installation_key
 
 EVENT_TYPE = "escalation.notify"
@@ -37,8 +37,7 @@ def verify_signature(
             return False  # stale (or from the future): a replay, or a badly wrong clock
     except ValueError:
         return False
-    expected = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(header.strip().encode(), f"v1={expected}".encode())
+    return hmac.compare_digest(header.strip().encode(), sign(secret, timestamp, body).encode())
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -113,7 +112,6 @@ class WebhookChannel(HttpChannel):
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
             "Idempotency-Key": str(event["id"]),
             "X-LeadWatch-Timestamp": timestamp,
             "X-LeadWatch-Signature": sign(self._secret, timestamp, body),
