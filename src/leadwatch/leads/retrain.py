@@ -24,6 +24,7 @@ from leadwatch.leads.scoring import score_open_leads
 
 if TYPE_CHECKING:
     from leadwatch.prediction.artifacts import ModelStore
+    from leadwatch.prediction.predictor import LeadOutcomePredictor
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
@@ -182,17 +183,15 @@ def retrain(
         frame, progress=lambda stage, done: progress(stage, TRAINING_START + span * done)
     )
     progress("saving", TRAINING_END)
-    previous = _active_or_none(store)
     info = predictor.save(store, activate=False, now=clock())
     progress("re-scoring", RESCORING_START)
-    try:
-        with unit_of_work(session_factory) as db_session:
-            rescored = score_open_leads(db_session=db_session, predictor=predictor, now=clock())
-            store.activate(info.version)
-    except BaseException:
-        if previous is not None and _active_or_none(store) != previous:
-            store.activate(previous)  # the scores rolled back: so does the model
-        raise
+    rescored = activate_with_scores(
+        session_factory=session_factory,
+        store=store,
+        predictor=predictor,
+        version=info.version,
+        now=clock(),
+    )
     return RetrainResult(
         version=info.version,
         model_type=report.model_type,
@@ -200,6 +199,29 @@ def retrain(
         rescored=rescored,
         validation=report.validation,
     )
+
+
+def activate_with_scores(
+    *,
+    session_factory: sessionmaker[Session],
+    store: ModelStore,
+    predictor: LeadOutcomePredictor,
+    version: str,
+    now: datetime,
+) -> int:
+    """Re-score the open leads with ``predictor`` and make its ``version`` the active one,
+    together: if the scores are not committed, the model active before stays active.
+    Returns how many leads were re-scored."""
+    previous = _active_or_none(store)
+    try:
+        with unit_of_work(session_factory) as db_session:
+            rescored = score_open_leads(db_session=db_session, predictor=predictor, now=now)
+            store.activate(version)
+    except BaseException:
+        if previous is not None and _active_or_none(store) != previous:
+            store.activate(previous)  # the scores rolled back: so does the model
+        raise
+    return rescored
 
 
 def _active_or_none(store: ModelStore) -> str | None:

@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from leadwatch.deps import SessionDep, SettingsDep
 from leadwatch.leads import retrain as retrain_service
-from leadwatch.leads.scoring import score_open_leads
 from leadwatch.prediction.artifacts import ModelFileError, ModelInfo, ModelStore, store_for
 from leadwatch.web import charts
 from leadwatch.web.auth import CurrentUser, SignedInUser, check_csrf
@@ -188,8 +187,13 @@ def activate_version(
         predictor = LeadOutcomePredictor.load(version, store=store)
     except (ModelFileError, ValueError) as exc:
         return _render(request, signed_in, db_session, settings, code=422, error=str(exc))
-    score_open_leads(db_session=db_session, predictor=predictor, now=request.app.state.clock())
-    store.activate(version)
+    retrain_service.activate_with_scores(
+        session_factory=request.app.state.session_factory,
+        store=store,
+        predictor=predictor,
+        version=version,
+        now=request.app.state.clock(),
+    )
     return RedirectResponse(f"/model?activated={version}", status_code=status.HTTP_303_SEE_OTHER)
 
 
