@@ -13,13 +13,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from leadwatch.core.calendar import WEEKDAYS
-from leadwatch.deps import ClockDep, SessionDep
+from leadwatch.deps import SessionDep
 from leadwatch.escalations import settings as settings_service
 from leadwatch.leads import service as lead_service
-from leadwatch.web.auth import CurrentUser, check_csrf
+from leadwatch.web.auth import CurrentUser
 from leadwatch.web.settings_pages import (
     BASE,
-    BaseVersion,
     SettingsFormDep,
     listed,
     render_tab,
@@ -88,19 +87,14 @@ def save_hours(
 
 @router.post(f"{BASE}/timezone")
 def save_timezone(
-    request: Request,
-    signed_in: CurrentUser,
-    db_session: SessionDep,
-    clock: ClockDep,
-    csrf_token: Csrf,
-    base_version: BaseVersion,
+    form: SettingsFormDep,
     dealership: Annotated[str, Form(max_length=200)],
     timezone: Annotated[str, Form(max_length=64)],
 ) -> Response:
     """A dealership's IANA time zone. It lives on the dealership (intake reads times without
     an offset on that clock), and the change is recorded in the settings history."""
-    check_csrf(signed_in, csrf_token)
-    require_editor(signed_in)
+    require_editor(form.signed_in)
+    db_session = form.db_session
     known = {d.name: d for d in lead_service.list_dealerships(db_session=db_session)}
     problem = None
     if dealership not in known:
@@ -111,10 +105,10 @@ def save_timezone(
         except (ZoneInfoNotFoundError, ValueError):
             problem = f"{timezone!r} is not an IANA time zone (e.g. America/Chicago)"
     config = settings_service.load(db_session=db_session)
-    if problem is None and base_version != config.version:
+    if problem is None and form.base_version != config.version:
         problem = "the settings changed after you opened this page: choose the zone again"
     if problem is not None:
-        return render_tab(request, signed_in, db_session, "hours", code=422, error=problem)
+        return form.show("hours", code=422, error=problem)
     old = known[dealership].timezone
     if old != timezone:
         lead_service.set_dealership_timezone(
@@ -124,8 +118,8 @@ def save_timezone(
             settings_service.save(
                 db_session=db_session,
                 document=config.document,
-                author=signed_in.user.email,
-                now=clock(),
+                author=form.signed_in.user.email,
+                now=form.now,
                 also_changed=[f"dealerships[{dealership}].timezone: {old} -> {timezone}"],
             )
         except settings_service.SettingsConflictError as exc:
