@@ -379,13 +379,7 @@ def watch(
         if probability is None:
             counts.skip("not scored")
             continue
-        assessment = engine.assess(
-            rules,
-            facts,
-            probability,
-            thresholds=runtime.thresholds,
-            settings_version=runtime.config.version,
-        )
+        assessment = runtime.config.assess(facts, probability, thresholds=runtime.thresholds)
         if lead.created_at < watch_from:
             counts.skip("older than the watch window")
             continue
@@ -425,13 +419,7 @@ def _settle_or_upgrade(
     probability = _probability(lead, runtime.config.rules.horizon_days)
     if probability is None:
         return ""
-    assessment = engine.assess(
-        runtime.config.rules,
-        facts,
-        probability,
-        thresholds=runtime.thresholds,
-        settings_version=runtime.config.version,
-    )
+    assessment = runtime.config.assess(facts, probability, thresholds=runtime.thresholds)
     if assessment.plan is None:
         return ""
     old = plan_from_json(esc.plan)
@@ -473,15 +461,7 @@ def _start(
     state = engine.begin(plan, now)
     decisions = [Decision(Action.START, now, plan.why, state)]
     if state.due_at is not None and state.due_at <= now:
-        config = runtime.config
-        first = engine.decide(
-            state,
-            plan,
-            _facts(lead),
-            calendar=config.calendar(lead.dealership, lead.timezone),
-            directory=config.directory,
-            now=now,
-        )
+        first = runtime.config.decide(state, plan, _facts(lead), timezone=lead.timezone, now=now)
         decisions.append(first)
     values = {
         "lead_id": lead.id,
@@ -596,14 +576,8 @@ def run_locked_step(
     db_session: Session, esc: Escalation, *, lead: LeadRow, runtime: Runtime, now: datetime
 ) -> Decision:
     plan = plan_from_json(esc.plan)
-    config = runtime.config
-    decision = engine.decide(
-        state_of(esc),
-        plan,
-        _facts(lead),
-        calendar=config.calendar(lead.dealership, lead.timezone),
-        directory=config.directory,
-        now=now,
+    decision = runtime.config.decide(
+        state_of(esc), plan, _facts(lead), timezone=lead.timezone, now=now
     )
     if decision.action is not Action.WAIT:
         _apply(db_session, esc, decision, lead=lead, runtime=runtime)
