@@ -66,7 +66,7 @@ def read_leads(
     try:
         chunks = list(read_csv_chunks(path, columns=headings, renames=renames))
     except ValueError as exc:
-        raise fail(str(exc)) from None
+        raise fail(f"{path}: {exc}") from None
     if not chunks:
         return pd.DataFrame(columns=[renames.get(h, h) for h in headings])
     return pd.concat(chunks, ignore_index=True)

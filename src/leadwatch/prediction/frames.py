@@ -118,7 +118,7 @@ def read_csv_chunks(
                 parsed[name] = _arrow_times(values) if name in TIME_COLUMNS else values
             yield pa.table(parsed).to_pandas()
     except pa.ArrowInvalid as exc:
-        raise ValueError(f"{path}: not a readable CSV: {exc}") from None
+        raise ValueError(f"not a readable CSV: {exc}") from None
 
 
 def _all_text(path: Path, columns: Collection[str] | None) -> dict[str, pa.DataType]:
