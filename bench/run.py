@@ -21,6 +21,7 @@ import bench_delivery  # noqa: E402
 import bench_escalation  # noqa: E402
 import bench_flow  # noqa: E402
 import bench_import  # noqa: E402
+import bench_import_floor  # noqa: E402
 import bench_predict  # noqa: E402
 
 
@@ -47,8 +48,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the import file")
     parser.add_argument(
         "--only",
-        default="import,predict,escalation,delivery,flow",
-        help="comma-separated benchmarks: import, predict, escalation, delivery, flow",
+        default="import,floor,predict,escalation,delivery,flow",
+        help=(
+            "comma-separated benchmarks: import, floor (what the database alone takes to "
+            "store the import's rows), predict, escalation, delivery, flow"
+        ),
     )
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
@@ -57,6 +61,12 @@ def main() -> None:
     if "import" in args.only.split(","):
         results = bench_import.run(args.rows, args.backends.split(","))
         records += bench_import.as_records(results)
+
+    floors: list[dict[str, object]] = []
+    if "floor" in args.only.split(","):
+        floors = bench_import_floor.as_records(
+            bench_import_floor.run(args.rows, args.backends.split(","))
+        )
 
     predictions: list[dict[str, object]] = []
     if "predict" in args.only.split(","):
@@ -80,6 +90,7 @@ def main() -> None:
     if previous.exists():  # a partial run (--only) keeps the other benchmarks' last figures
         earlier = json.loads(previous.read_text())
         records = records or earlier.get("results", [])
+        floors = floors or earlier.get("import_floor", [])
         predictions = predictions or earlier.get("prediction", [])
         escalations = escalations or earlier.get("escalation", [])
         deliveries = deliveries or earlier.get("delivery", [])
@@ -88,6 +99,7 @@ def main() -> None:
         "machine": machine(),
         "date": datetime.now(UTC).date().isoformat(),
         "results": records,
+        "import_floor": floors,
         "prediction": predictions,
         "escalation": escalations,
         "delivery": deliveries,
@@ -101,6 +113,11 @@ def main() -> None:
         print(
             f"| {r['benchmark']} | {r['backend']} | {r['rows']:,} | {r['seconds']} "
             f"| {r['rows_per_second']:,} | {r['peak_mb']} MB |"
+        )
+    for r in floors:
+        print(
+            f"| {r['benchmark']}, {r['events']:,} events | {r['backend']} | {r['rows']:,} "
+            f"| {r['seconds']} | {r['rows_per_second']:,} | |"
         )
     for p in [*predictions, *escalations, *deliveries, *flows]:
         print(f"- {json.dumps(p)}")

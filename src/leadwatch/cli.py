@@ -297,6 +297,7 @@ def _intake_scorer(settings: Settings) -> Any:
     (none active: no scoring, and escalation only stops chains on contacts and sales)."""
     from leadwatch.escalations.jobs import RuntimeSource, watch_safely
     from leadwatch.leads.scoring import ActiveModel, score_safely
+    from leadwatch.leads.store import worth_watching
     from leadwatch.prediction.artifacts import ModelFileError, store_for
 
     active = ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
@@ -312,9 +313,10 @@ def _intake_scorer(settings: Settings) -> Any:
         if has_model is not None:
             originals = [s.lead_id for s in stored if s.outcome != "linked"]
             score_safely(db_session=db_session, lead_ids=originals, active=active, now=moment)
-        watch_safely(
-            db_session=db_session, lead_ids=[s.lead_id for s in stored], runtime=runtime, now=moment
-        )
+        watch_hours = runtime.config(db_session).rules.watch_hours
+        since = moment - timedelta(hours=watch_hours)
+        ids = worth_watching(stored, since=since)
+        watch_safely(db_session=db_session, lead_ids=ids, runtime=runtime, now=moment)
 
     return score
 

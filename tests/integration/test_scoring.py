@@ -173,3 +173,50 @@ def test_training_rescores_the_open_leads(
     with unit_of_work(make_session_factory(engine)) as db_session:
         lead = db_session.scalars(select(Lead).where(Lead.external_id == "R-1")).one()
     assert lead.risk_level is not None and lead.model_version is not None
+
+
+def test_cli_import_escalates_fresh_open_leads_and_passes_over_old_ones(
+    engine: Engine, scored_settings: Settings, tmp_path: Path
+) -> None:
+    """A history import only hands escalation the leads it could act on: a new lead older
+    than the watch window gets no chain, one created minutes ago does (every level made
+    critical here, so that any score escalates)."""
+    from datetime import UTC, datetime, timedelta
+
+    from leadwatch.escalations import settings as settings_service
+    from leadwatch.escalations.document import EscalationSettings
+    from leadwatch.escalations.models import Escalation
+    from tests.integration.escalation_support import staffed_document
+
+    week = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    document = staffed_document(
+        thresholds={"critical": 0.999, "high": 0.9995, "medium": 0.9999},
+        working_hours={"default": {"weekly": {day: ["00:00-24:00"] for day in week}}},
+    )
+    with unit_of_work(make_session_factory(engine)) as db_session:
+        settings_service.save(
+            db_session=db_session,
+            document=EscalationSettings.model_validate(document),
+            author="test",
+            now=FIXED_NOW,
+        )
+    now = datetime.now(UTC)
+    fresh = (now - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    old = (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    csv_file = tmp_path / "mixed.csv"
+    csv_file.write_text(
+        "lead_id,created_at,rep,lead_source,vehicle_make,vehicle_model\n"
+        f"F-1,{fresh},Ana Ruiz,Website,Ford,F-150\n"
+        f"OLD-1,{old},Ana Ruiz,Website,Ford,F-150\n"
+    )
+    env = {
+        "LEADWATCH_HOME": str(scored_settings.home),
+        "LEADWATCH_DATABASE_URL": scored_settings.resolved_database_url,
+    }
+    result = CliRunner().invoke(cli_app, ["import", str(csv_file), "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+    with unit_of_work(make_session_factory(engine)) as db_session:
+        escalated = db_session.scalars(
+            select(Lead.external_id).join(Escalation, Escalation.lead_id == Lead.id)
+        ).all()
+    assert escalated == ["F-1"]

@@ -86,6 +86,15 @@ class StoredLead:
     outcome: Outcome
     source_system: str
     external_id: str
+    created_at: datetime
+
+
+def worth_watching(stored: Sequence[StoredLead], *, since: datetime) -> list[int]:
+    """The ids escalation needs to look at after an intake: every update or linked repeat
+    (it may stop or move up a live chain) and the new leads created since `since` (the watch
+    window). A new lead older than that has no chain and would not get one, which spares a
+    history import from reading every lead back."""
+    return [s.lead_id for s in stored if s.outcome != "imported" or s.created_at >= since]
 
 
 def store_leads(
@@ -117,7 +126,7 @@ def store_leads(
     known_ids = [existing[(lead.source_system, lead.external_id)] for _, lead in known]
     _update_known(db_session, known_ids, known, directory, now)
     stored += [
-        StoredLead(row, lead_id, "updated", lead.source_system, lead.external_id)
+        StoredLead(row, lead_id, "updated", lead.source_system, lead.external_id, lead.created_at)
         for lead_id, (row, lead) in zip(known_ids, known, strict=True)
     ]
     if repeats:  # the same lead twice in one chunk: the later row updates the earlier one
@@ -291,6 +300,7 @@ def _insert_new(
             "linked" if (i in to_stored or i in to_sibling) else "imported",
             lead.source_system,
             lead.external_id,
+            lead.created_at,
         )
         for i, (lead_id, (row, lead)) in enumerate(zip(ids, new, strict=True))
     ]
