@@ -177,14 +177,15 @@ def intake(
     worker: str = "thread",
 ) -> dict[str, Any]:
     """``worker``: "thread" runs the escalation worker inside `serve` (the embedded default),
-    "process" runs `serve --no-worker` beside a `leadwatch worker` process."""
+    "process" runs `serve --no-worker` beside a `leadwatch worker` process, "none" runs
+    `serve --no-worker` alone (nothing delivers: the server's own share of the latency)."""
     home = WORK / "escalation-intake"
     env, token = _prepare_home(home, history_leads)
     port = _free_port()
     serve = [str(LEADWATCH), "serve", "--port", str(port)]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [
-        subprocess.Popen(serve + (["--no-worker"] if worker == "process" else []), env=env, **quiet)
+        subprocess.Popen(serve + (["--no-worker"] if worker != "thread" else []), env=env, **quiet)
     ]  # type: ignore[call-overload]
     if worker == "process":
         processes.append(subprocess.Popen([str(LEADWATCH), "worker"], env=env, **quiet))  # type: ignore[call-overload]
@@ -204,7 +205,8 @@ def intake(
     )
     messages = _count(home, "SELECT count(*) FROM outbox")
     return {
-        "benchmark": f"intake to escalation recorded (SQLite, worker in a {worker})",
+        "benchmark": "intake to escalation recorded (SQLite, "
+        + ("no worker: the server alone)" if worker == "none" else f"worker in a {worker})"),
         "rate_per_second": rate,
         "requests": len(latencies) + failures,
         "failures": failures,
@@ -405,6 +407,8 @@ def run(backends: list[str]) -> list[dict[str, Any]]:
     for rate in (100.0, 40.0):  # the target rate, and one this machine can keep up with
         results.append(intake(rate=rate))
         print(json.dumps(results[-1]), file=sys.stderr)
+    results.append(intake(rate=100.0, worker="none"))  # the server's own share
+    print(json.dumps(results[-1]), file=sys.stderr)
     for backend in backends:
         results.append(lateness(backend))
         print(json.dumps(results[-1]), file=sys.stderr)

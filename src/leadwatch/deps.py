@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from leadwatch.auth import service as auth_service
 from leadwatch.auth.models import ApiToken
 from leadwatch.config import Settings
+from leadwatch.db.engine import unit_of_work
 
 
 def get_settings(request: Request) -> Settings:
@@ -56,7 +57,7 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API tok
 
 
 def require_token(
-    db_session: SessionDep,
+    factory: SessionFactoryDep,
     clock: ClockDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
@@ -70,7 +71,11 @@ def require_token(
             headers={"WWW-Authenticate": "Bearer"},
         )
     now = clock()
-    row = auth_service.authenticate(db_session=db_session, token=token, now=now)
+    # Its own short unit of work, done before the handler runs: a session held through the
+    # request would keep a pooled connection (and, once a minute, the last-use write) for
+    # as long as the handler takes, or waits for its turn to write.
+    with unit_of_work(factory) as db_session:
+        row = auth_service.authenticate(db_session=db_session, token=token, now=now)
     if row is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -76,6 +76,24 @@ def client(client_and_token: tuple[TestClient, str]) -> TestClient:
     return client_and_token[0]
 
 
+def test_a_token_records_its_last_use_before_the_handler_runs(
+    client: TestClient, engine: Engine
+) -> None:
+    """Authentication is its own short unit of work: its last-use mark is committed even when
+    the handler then refuses the request."""
+    from sqlalchemy import select
+
+    from leadwatch.auth.models import ApiToken
+
+    assert client.post("/api/v1/leads", content=b"{", headers=_JSON).status_code == 422
+    with unit_of_work(make_session_factory(engine)) as db_session:
+        used = db_session.scalars(select(ApiToken.last_used_at)).one()
+    assert used == FIXED_NOW
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
 def test_every_api_route_requires_a_token(client: TestClient) -> None:
     anonymous = TestClient(client.app_under_test)  # type: ignore[attr-defined]
     paths = client.get("/openapi.json").json()["paths"]

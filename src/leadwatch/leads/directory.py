@@ -21,9 +21,11 @@ class DealershipDirectory:
         self._zones: dict[str, ZoneInfo] = {}
 
     def load(self, *, db_session: Session) -> DealershipDirectory:
-        for dealer in db_session.scalars(select(Dealership)):
-            self._ids[dealer.name] = dealer.id
-            self._zones[dealer.name] = ZoneInfo(dealer.timezone)
+        # Plain rows, not ORM objects: every intake request loads the directory.
+        columns = (Dealership.id, Dealership.name, Dealership.timezone)
+        for dealer_id, name, timezone in db_session.execute(select(*columns)):
+            self._ids[name] = dealer_id
+            self._zones[name] = ZoneInfo(timezone)  # ZoneInfo keeps its own cache by key
         return self
 
     def tz_for(self, name: str | None) -> tzinfo:
