@@ -41,13 +41,14 @@ class ActiveModel:
         self._version: str | None = None
         self._predictor: LeadOutcomePredictor | None = None
         self._warned = False
+        self._made_store: ModelStore | None = None
 
     def get(self) -> LeadOutcomePredictor | None:
         from leadwatch.prediction.artifacts import ModelFileError
         from leadwatch.prediction.predictor import LeadOutcomePredictor
 
-        store = self._store_factory()
         try:
+            store = self._store()
             version = store.active_version()
         except ModelFileError as exc:
             self._warn(f"no model for scoring: {exc}")
@@ -64,6 +65,14 @@ class ActiveModel:
                     return None
                 self._version = version
             return self._predictor
+
+    def _store(self) -> ModelStore:
+        """Made once: it reads the signing key, which does not change while a process runs.
+        (Which version is active is still read on every call.)"""
+        store = self._made_store
+        if store is None:
+            store = self._made_store = self._store_factory()
+        return store
 
     def _warn(self, message: str) -> None:
         if not self._warned:

@@ -76,7 +76,9 @@ class TemplateSet:
         self._default_dir = DEFAULT_DIR
         # Custom templates may include or extend the shipped ones (a copied default does).
         defaults = FileSystemLoader(self._default_dir)
-        self._default = _environment(defaults)
+        # The shipped files never change while running: looked up once, never re-checked.
+        self._default = _environment(defaults, auto_reload=False)
+        self._default_names = frozenset(path.name for path in self._default_dir.glob("*.j2"))
         self._custom = (
             _environment(ChoiceLoader([FileSystemLoader(custom_dir), defaults]))
             if custom_dir
@@ -165,7 +167,7 @@ class TemplateSet:
             fallbacks.append(name)
             break
         for name in [*names, f"default.{part}.j2"]:
-            if (self._default_dir / name).is_file():  # a broken default is our bug: it raises
+            if name in self._default_names:  # a broken default is our bug: it raises
                 return _run(self._default.get_template(name), context)
         if part == "html":
             return None
@@ -250,14 +252,14 @@ def mrkdwn(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _environment(loader: BaseLoader) -> ImmutableSandboxedEnvironment:
+def _environment(loader: BaseLoader, *, auto_reload: bool = True) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         loader=loader,
         autoescape=lambda name: name is not None and name.endswith(".html.j2"),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-        auto_reload=True,
+        auto_reload=auto_reload,
     )
     env.filters["mrkdwn"] = mrkdwn
     return env
