@@ -73,7 +73,7 @@ def require_token(
     now = clock()
     # Its own short unit of work, done before the handler runs: a session held through the
     # request would keep a pooled connection (and, once a minute, the last-use write) for
-    # as long as the handler takes, or waits for its turn to write.
+    # as long as the handler takes.
     with unit_of_work(factory) as db_session:
         row = auth_service.authenticate(db_session=db_session, token=token, now=now)
     if row is None:

@@ -74,13 +74,7 @@ def test_the_bell_counts_unread_notifications_until_they_are_read(
     browser: TestClient, world: World, session_factory: sessionmaker[Session]
 ) -> None:
     world.watch(world.add_lead("N-1", probability=0.05))  # Dana gets an in-app message
-    dispatcher = Dispatcher(
-        session_factory=session_factory,
-        channels={"in_app": InAppChannel(session_factory)},
-        clock=world.clock,
-    )
-    dispatcher.run_once()
-    dispatcher.close()
+    _deliver_in_app(session_factory, world)
     home = browser.get("/")
     assert "Notifications, 1 unread" in home.text
     inbox = browser.get("/notifications")
@@ -200,13 +194,7 @@ def test_an_account_reads_the_inbox_of_the_recipient_with_its_email(
             now=OPEN_TUESDAY,
         )
     world.watch(world.add_lead("N-2", probability=0.05))  # critical: the sales manager too
-    dispatcher = Dispatcher(
-        session_factory=session_factory,
-        channels={"in_app": InAppChannel(session_factory)},
-        clock=world.clock,
-    )
-    dispatcher.run_once()
-    dispatcher.close()
+    _deliver_in_app(session_factory, world)
     for email, expected in (("Sam@Riverside.example", 1), ("nobody@riverside.example", 0)):
         with TestClient(create_app(settings, engine=engine, clock=world.clock)) as client:
             assert sign_in(client, email).status_code == 200
@@ -216,3 +204,14 @@ def test_an_account_reads_the_inbox_of_the_recipient_with_its_email(
                 assert "[CRITICAL] Customer N-2" in inbox
             else:
                 assert "Add yourself on" in inbox
+
+
+def _deliver_in_app(session_factory: sessionmaker[Session], world: World) -> None:
+    """One dispatcher pass with the in-app channel: the waiting messages reach the inboxes."""
+    dispatcher = Dispatcher(
+        session_factory=session_factory,
+        channels={"in_app": InAppChannel(session_factory)},
+        clock=world.clock,
+    )
+    dispatcher.run_once()
+    dispatcher.close()
