@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadwatch import __version__
 from leadwatch.config import Settings
-from leadwatch.db.engine import IntakeFirst, make_engine, make_session_factory
+from leadwatch.db.engine import make_engine, make_session_factory, write_gate
 from leadwatch.deps import SessionDep
 from leadwatch.escalations.api import router as escalations_router
 from leadwatch.escalations.jobs import RuntimeSource, make_runner
@@ -103,7 +103,7 @@ def create_app(
     session_factory = make_session_factory(engine)
     active_model = ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
     runtime = RuntimeSource(settings, active_model, reuse_seconds=1.0)
-    intake_gate = IntakeFirst()
+    intake_gate = write_gate(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -112,9 +112,10 @@ def create_app(
             return
         stop = threading.Event()
         background = session_factory
-        if engine.dialect.name == "sqlite":  # one writer at a time: intake goes first
+        shared_lock = engine.dialect.name == "sqlite"  # one writer at a time: intake first
+        if shared_lock:
             background = make_session_factory(engine, before_session=intake_gate.wait)
-        runner = make_runner(settings, background, runtime, clock=clock)
+        runner = make_runner(settings, background, runtime, clock=clock, short_units=shared_lock)
         thread = threading.Thread(
             target=runner.serve_forever, args=(stop,), name="escalation-worker", daemon=True
         )

@@ -134,6 +134,28 @@ def test_level_override_beats_channel_override_beats_default(tmp_path: Path) -> 
     assert names["sms.text.j2"] == "default" and names["email.html.j2"] == "default"
 
 
+def test_a_custom_file_added_or_removed_while_running_applies_to_the_next_message(
+    tmp_path: Path,
+) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    t = TemplateSet(tmp_path)
+    assert t.render(channel="email", level="high", context=context()).subject.startswith(
+        "[CRITICAL]"
+    )
+    write(tmp_path, "email.subject.j2", "added {{ customer }}")
+    assert t.render(channel="email", level="high", context=context()).subject == (
+        "added Maria Gonzalez"
+    )
+    write(tmp_path, "email.subject.j2", "edited {{ customer }}")  # same name, new text
+    assert t.render(channel="email", level="high", context=context()).subject == (
+        "edited Maria Gonzalez"
+    )
+    (tmp_path / "email.subject.j2").unlink()
+    assert t.render(channel="email", level="high", context=context()).subject.startswith(
+        "[CRITICAL]"
+    )
+
+
 def test_a_level_specific_default_wins_over_the_channel_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

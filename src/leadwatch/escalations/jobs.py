@@ -306,9 +306,15 @@ def make_runner(
     *,
     clock: Callable[[], datetime] = _utcnow,
     deliver: bool = True,
+    short_units: bool = False,
 ) -> EscalationRunner:
     """The worker's loop: due escalation steps, the sweep, and (``deliver``) the dispatcher,
-    whose dead letters send the escalation step to its fallback recipients."""
+    whose dead letters send the escalation step to its fallback recipients.
+
+    ``short_units``: for a worker sharing SQLite's one write lock (and the GIL) with intake
+    in the same process: rounds of 25 messages and sweep chunks of 100 leads, so that a
+    shopper's lead never waits long behind one. Throughput is barely lower: the per-round
+    costs are small next to the messages' own."""
     from leadwatch.notifications.jobs import build_dispatcher
 
     def on_dead(db_session: Session, message_id: int, now: datetime) -> None:
@@ -317,7 +323,13 @@ def make_runner(
         )
 
     dispatcher = (
-        build_dispatcher(settings, session_factory, on_dead=on_dead, clock=clock)
+        build_dispatcher(
+            settings,
+            session_factory,
+            on_dead=on_dead,
+            clock=clock,
+            batch=25 if short_units else 200,
+        )
         if deliver
         else None
     )
@@ -327,6 +339,7 @@ def make_runner(
         clock=clock,
         poll_seconds=settings.worker_poll_seconds,
         sweep_seconds=settings.sweep_seconds,
+        sweep_chunk=100 if short_units else 1_000,
         dispatcher=dispatcher,
     )
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from leadwatch.config import Settings
 from leadwatch.core.leads import LeadIn, RecordError, RejectedRecord
-from leadwatch.db.engine import IntakeFirst, unit_of_work
+from leadwatch.db.engine import WriteGate, unit_of_work
 from leadwatch.deps import (
     ClockDep,
     SessionDep,
@@ -95,7 +95,7 @@ async def post_leads(
     body = await request.body()
     fmt = "adf" if content_type in XML_TYPES else "json"
     runtime = request.app.state.escalation_runtime
-    gate: IntakeFirst = request.app.state.intake_gate
+    gate: WriteGate = request.app.state.intake_gate
 
     def ingest_now() -> ImportResult:
         with gate.intake():

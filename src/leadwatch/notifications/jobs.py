@@ -52,9 +52,11 @@ def build_dispatcher(
     clock: Callable[[], datetime] | None = None,
     saved_credentials: bool = True,
     credentials_every: float = 5.0,
+    batch: int = 200,
 ) -> Dispatcher:
     """``saved_credentials``: channel credentials saved on the settings page override the
-    environment's, and a later save reaches this dispatcher within seconds."""
+    environment's, and a later save reaches this dispatcher within seconds. ``batch``: the
+    messages of one round (claimed in one unit of work, their outcomes written in another)."""
     source = (
         CredentialSource(settings, session_factory, every=credentials_every)
         if saved_credentials
@@ -89,4 +91,5 @@ def build_dispatcher(
         retry_seconds=settings.delivery_retry_seconds,
         lease_seconds=settings.delivery_lease_seconds,
         clock=clock or (lambda: datetime.now(UTC)),
+        batch=batch,
     )

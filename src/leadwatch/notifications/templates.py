@@ -89,6 +89,7 @@ class TemplateSet:
             if self.overrides
             else None
         )
+        self._listing: tuple[int, frozenset[str]] = (-1, frozenset())
 
     def with_overrides(self, overrides: Mapping[str, str]) -> TemplateSet:
         return TemplateSet(self.custom_dir, overrides)
@@ -107,7 +108,10 @@ class TemplateSet:
             if not _WORD.fullmatch(word):  # names become file names: keep them plain
                 raise ValueError(f"not a channel or level name: {word!r}")
         fallbacks: list[str] = []
-        parts = {part: self._part(channel, level, part, context, fallbacks) for part in PARTS}
+        files = self._custom_files()
+        parts = {
+            part: self._part(channel, level, part, context, fallbacks, files) for part in PARTS
+        }
         subject = " ".join((parts["subject"] or "").split())
         if len(subject) > SUBJECT_MAX:
             subject = subject[: SUBJECT_MAX - 1].rstrip() + "…"
@@ -141,14 +145,20 @@ class TemplateSet:
         return [] if output else ["the template renders an empty message"]
 
     def _part(
-        self, channel: str, level: str, part: str, context: Mapping[str, Any], fallbacks: list[str]
+        self,
+        channel: str,
+        level: str,
+        part: str,
+        context: Mapping[str, Any],
+        fallbacks: list[str],
+        files: frozenset[str],
     ) -> str | None:
         """Custom first. A broken custom template goes straight to the defaults, not to the next
         custom name: the manager made them differ on purpose, and the default is the only text
         known to work."""
         names = [f"{channel}.{level}.{part}.j2", f"{channel}.{part}.j2"]
         for name in names:
-            custom = self._custom_for(name)
+            custom = self._custom_for(name, files)
             if custom is None:
                 continue
             try:
@@ -173,13 +183,29 @@ class TemplateSet:
             return None
         raise LookupError(f"no default template for {channel} {part}")
 
-    def _custom_for(self, name: str) -> ImmutableSandboxedEnvironment | None:
+    def _custom_for(self, name: str, files: frozenset[str]) -> ImmutableSandboxedEnvironment | None:
         if self._settings is not None and name in self.overrides:
             return self._settings
-        folder = self.custom_dir
-        if self._custom is not None and folder is not None and (folder / name).is_file():
+        if self._custom is not None and name in files:
             return self._custom
         return None
+
+    def _custom_files(self) -> frozenset[str]:
+        """The custom folder's file names, listed again only when the folder changes (a file
+        added or removed changes its modification time): one stat per message, not one
+        per template name tried. An edited file is Jinja's auto_reload's business."""
+        folder = self.custom_dir
+        if self._custom is None or folder is None:
+            return frozenset()
+        try:
+            stamp = folder.stat().st_mtime_ns
+        except OSError:
+            return frozenset()
+        listed_at, names = self._listing
+        if stamp != listed_at:
+            names = frozenset(path.name for path in folder.iterdir() if path.is_file())
+            self._listing = (stamp, names)
+        return names
 
 
 def message_context(
