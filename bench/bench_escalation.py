@@ -174,19 +174,19 @@ def intake(
     rate: float = 100.0,
     seconds: float = 30.0,
     history_leads: int = 20_000,
-    worker: str = "thread",
+    worker: str = "child",
 ) -> dict[str, Any]:
-    """``worker``: "thread" runs the escalation worker inside `serve` (the embedded default),
-    "process" runs `serve --no-worker` beside a `leadwatch worker` process, "none" runs
-    `serve --no-worker` alone (nothing delivers: the server's own share of the latency)."""
+    """``worker``: "child" is the embedded default, `serve` with its worker in a child
+    process; "thread" runs that worker in a thread of `serve` instead; "process" runs
+    `serve --no-worker` beside a `leadwatch worker` started by hand; "none" runs `serve
+    --no-worker` alone (nothing delivers: the server's own share of the latency)."""
     home = WORK / "escalation-intake"
     env, token = _prepare_home(home, history_leads)
     port = _free_port()
     serve = [str(LEADWATCH), "serve", "--port", str(port)]
+    serve += {"child": [], "thread": ["--worker-in", "thread"]}.get(worker, ["--no-worker"])
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    processes = [
-        subprocess.Popen(serve + (["--no-worker"] if worker != "thread" else []), env=env, **quiet)
-    ]  # type: ignore[call-overload]
+    processes = [subprocess.Popen(serve, env=env, **quiet)]  # type: ignore[call-overload]
     if worker == "process":
         processes.append(subprocess.Popen([str(LEADWATCH), "worker"], env=env, **quiet))  # type: ignore[call-overload]
     base = f"http://127.0.0.1:{port}"
@@ -205,8 +205,7 @@ def intake(
     )
     messages = _count(home, "SELECT count(*) FROM outbox")
     return {
-        "benchmark": "intake to escalation recorded (SQLite, "
-        + ("no worker: the server alone)" if worker == "none" else f"worker in a {worker})"),
+        "benchmark": "intake to escalation recorded (SQLite, " + _WORKER_SAYS[worker] + ")",
         "rate_per_second": rate,
         "requests": len(latencies) + failures,
         "failures": failures,
@@ -214,6 +213,14 @@ def intake(
         "outbox_messages": messages,
         **_ms(latencies),
     }
+
+
+_WORKER_SAYS = {
+    "child": "`serve` as shipped: its worker in a child process",
+    "thread": "`serve --worker-in thread`",
+    "process": "`serve --no-worker` beside `leadwatch worker`",
+    "none": "no worker: the server alone",
+}
 
 
 def _wait_until_up(base: str) -> None:

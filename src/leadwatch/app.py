@@ -19,7 +19,7 @@ from leadwatch.config import Settings
 from leadwatch.db.engine import make_engine, make_session_factory, write_gate
 from leadwatch.deps import SessionDep
 from leadwatch.escalations.api import router as escalations_router
-from leadwatch.escalations.jobs import RuntimeSource, make_runner
+from leadwatch.escalations.jobs import RuntimeSource, background_runner
 from leadwatch.leads.api import router as leads_router
 from leadwatch.leads.retrain import RetrainJobs
 from leadwatch.leads.scoring import ActiveModel
@@ -111,11 +111,7 @@ def create_app(
             yield
             return
         stop = threading.Event()
-        background = session_factory
-        shared_lock = engine.dialect.name == "sqlite"  # one writer at a time: intake first
-        if shared_lock:
-            background = make_session_factory(engine, before_session=intake_gate.wait)
-        runner = make_runner(settings, background, runtime, clock=clock, short_units=shared_lock)
+        runner = background_runner(settings, engine, runtime, clock=clock)
         thread = threading.Thread(
             target=runner.serve_forever, args=(stop,), name="escalation-worker", daemon=True
         )

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
@@ -65,6 +66,12 @@ app.command("analyze")(analyze_command)
 # ADF documents are parsed whole (they are email bodies, rarely over a few KB); a file larger
 # than this is refused with a clear error rather than read into memory.
 ADF_FILE_LIMIT = 100 * 1024 * 1024
+
+
+class WorkerIn(StrEnum):
+    process = "process"
+    thread = "thread"
+
 
 _engines: list[Engine] = []
 
@@ -518,26 +525,48 @@ def serve(
         bool | None,
         typer.Option(
             "--worker/--no-worker",
-            help="Run the escalation worker in this process (default: yes on the embedded "
+            help="Run the escalation worker with this server (default: yes on the embedded "
             "SQLite, no on PostgreSQL, where `leadwatch worker` processes do it).",
         ),
     ] = None,
+    worker_in: Annotated[
+        WorkerIn,
+        typer.Option(
+            help="Where that worker runs: a child process (a core of its own, below the API's "
+            "CPU priority) or a thread of this process.",
+        ),
+    ] = WorkerIn.process,
 ) -> None:
-    """Serve the API and the claim pages (and, as later parts land, the web pages)."""
+    """Serve the API, the web pages and the claim pages."""
     settings = load_settings()
     run_worker = settings.is_embedded if worker is None else worker
-    _serve(settings, host or settings.host, port or settings.port, run_worker=run_worker)
+    _serve(
+        settings,
+        host or settings.host,
+        port or settings.port,
+        worker=worker_in if run_worker else None,
+    )
 
 
-def _serve(settings: Settings, host: str, port: int, *, run_worker: bool = True) -> None:
+def _serve(
+    settings: Settings, host: str, port: int, *, worker: WorkerIn | None = WorkerIn.process
+) -> None:
     import uvicorn
 
     from leadwatch.app import create_app
+    from leadwatch.escalations.worker_process import WorkerProcess
 
     engine = _engine(settings)
     out.print(f"LeadWatch {__version__} on [bold]http://{host}:{port}[/] (API docs: /docs)")
-    app = create_app(settings, engine=engine, run_worker=run_worker)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    app = create_app(settings, engine=engine, run_worker=worker is WorkerIn.thread)
+    child = WorkerProcess(settings) if worker is WorkerIn.process else None
+    if child is not None:
+        child.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        if child is not None:
+            child.stop()
 
 
 @app.command("demo")

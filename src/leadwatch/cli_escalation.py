@@ -382,10 +382,11 @@ def worker_command(
     """Run due escalation steps, the re-scoring sweep and message delivery until stopped
     (Ctrl-C or SIGTERM). Run as many as you like against PostgreSQL: each step runs once and
     each message is claimed by one worker at a time."""
-    from leadwatch.escalations.jobs import make_runner
+    from leadwatch.cli import _engine
+    from leadwatch.escalations.jobs import background_runner
 
     settings = load_settings()
-    runner = make_runner(settings, _factory(settings), _runtime(settings), deliver=deliver)
+    runner = background_runner(settings, _engine(settings), _runtime(settings), deliver=deliver)
     if once:
         result = runner.tick()
         out.print(

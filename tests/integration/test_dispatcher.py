@@ -392,3 +392,31 @@ def test_a_failing_fallback_does_not_undo_the_batch(session_factory: sessionmake
     assert (counts.sent, counts.dead) == (1, 1)
     assert statuses(session_factory) == Counter({"sent": 1, "dead": 1})
     assert len(channel.sent) == 2
+
+
+def test_each_fallback_stands_alone_a_failing_one_undoes_only_itself(
+    session_factory: sessionmaker[Session],
+) -> None:
+    clock = Clock(NOW)
+    refused = DeliveryResult(Outcome.PERMANENT, "550 no such user", code="550")
+    channel = Scripted("email", {"gone@example.com": [refused, refused, refused]})
+    add_messages(session_factory, 3, address="gone@example.com")
+    seen: list[int] = []
+
+    def fallback(db_session: Session, message_id: int, _now: datetime) -> None:
+        seen.append(message_id)
+        row = db_session.get(OutboxMessage, message_id)
+        assert row is not None
+        row.last_error = "fell back"
+        db_session.flush()
+        if len(seen) == 2:  # the second one's fallback breaks after writing
+            raise RuntimeError("fallback blew up")
+
+    worker = dispatcher(session_factory, clock, channel, on_dead=fallback)
+    counts = worker.run_once()
+    worker.close()
+    assert counts.dead == 3 and len(seen) == 3
+    with unit_of_work(session_factory) as db_session:
+        errors = {m.id: m.last_error for m in db_session.scalars(select(OutboxMessage)).all()}
+    assert errors[seen[0]] == errors[seen[2]] == "fell back"
+    assert errors[seen[1]] == "550 no such user"  # only the broken one was undone

@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+
+from leadwatch.config import Settings
 
 LEADWATCH = Path(sys.executable).parent / "leadwatch"
 
@@ -82,7 +85,54 @@ def test_served_api_answers_over_http(demo_home: tuple[dict[str, str], str]) -> 
         assert any("sales_manager" in p["roles"] for p in document["people"])
         steps = [s for p in document["policies"].values() for s in p["steps"]]
         assert steps and all("in_app" in step["channels"] for step in steps)
+        # The worker runs in a child process, below the server's CPU priority, and works
+        # the outbox of the server's database.
+        children = _children(server.pid)
+        assert len(children) == 1
+        worker = children[0]
+        assert os.getpriority(os.PRIO_PROCESS, worker) > os.getpriority(os.PRIO_PROCESS, server.pid)
+        message = _queue_in_app_message(Path(env["LEADWATCH_HOME"]))
+        deadline = time.monotonic() + 30
+        while (
+            httpx.get(f"{base}/api/v1/outbox/{message}", headers=headers).json()["status"] != "sent"
+        ):
+            assert time.monotonic() < deadline, "the worker did not send the message"
+            time.sleep(0.2)
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=20)
     assert token not in output  # secrets stay out of the log
+    assert not running(worker)  # stopped with its server
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    # multiprocessing's resource tracker is a child too; the worker is the one that is not
+    return [
+        c
+        for c in found
+        if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text(errors="replace")
+    ]
+
+
+def _queue_in_app_message(home: Path) -> int:
+    from leadwatch.db.engine import make_engine, make_session_factory
+    from tests.integration.test_dispatcher import add_messages
+
+    engine = make_engine(Settings(home=home, _env_file=None))  # type: ignore[call-arg]
+    try:
+        [message] = add_messages(
+            make_session_factory(engine), 1, channel="in_app", at=datetime.now(UTC)
+        )
+    finally:
+        engine.dispose()
+    return message
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has ended
+    except OSError:
+        return False

@@ -5,6 +5,8 @@ handler; readers never wait; every way a transaction ends gives the gate back.""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -98,3 +100,88 @@ def test_one_gate_per_database_file(tmp_path: Path) -> None:
     assert write_gate(one) is write_gate(two)
     other = make_engine(Settings(home=tmp_path / "other", _env_file=None))  # type: ignore[call-arg]
     assert write_gate(other) is not write_gate(one)
+
+
+# ---- between processes ----------------------------------------------------------------------
+
+_OTHER_PROCESS = """
+import sys, time
+from pathlib import Path
+from sqlalchemy import text
+from leadwatch.config import Settings
+from leadwatch.db.engine import make_engine, write_gate
+
+engine = make_engine(Settings(home=Path(sys.argv[1]), _env_file=None))
+what, seconds = sys.argv[2], float(sys.argv[3])
+if what == "write":
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t (v) VALUES ('other process')"))
+        print("holding", flush=True)
+        time.sleep(seconds)
+else:
+    with write_gate(engine).intake():
+        print("holding", flush=True)
+        time.sleep(seconds)
+"""
+
+
+def _other_process(home: Path, what: str, seconds: float) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_PROCESS, str(home), what, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "holding"
+    return process
+
+
+def test_a_writer_waits_for_another_process_at_the_gate_not_in_sqlite(
+    gated: Engine, tmp_path: Path
+) -> None:
+    other = _other_process(tmp_path, "write", 0.5)
+    began = time.monotonic()
+    with gated.begin() as conn:
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")  # SQLite alone would refuse at once
+        conn.execute(text("INSERT INTO t (v) VALUES ('this process')"))
+    waited = time.monotonic() - began
+    other.communicate(timeout=10)
+    assert other.returncode == 0
+    assert 0.2 < waited < 3.0
+    with gated.connect() as conn:
+        assert conn.execute(text("SELECT v FROM t ORDER BY id")).scalars().all() == [
+            "other process",
+            "this process",
+        ]
+
+
+def test_background_work_waits_for_intake_in_another_process(gated: Engine, tmp_path: Path) -> None:
+    gate = write_gate(gated)
+    gate.max_wait = 5.0
+    other = _other_process(tmp_path, "intake", 0.5)
+    began = time.monotonic()
+    gate.wait()
+    waited = time.monotonic() - began
+    other.communicate(timeout=10)
+    assert other.returncode == 0
+    assert 0.2 < waited < 3.0
+    began = time.monotonic()
+    gate.wait()  # nobody's intake in flight now
+    assert time.monotonic() - began < 0.1
+
+
+def test_checkpoints_happen_off_the_commits_path(
+    gated: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with gated.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    gate = write_gate(gated)
+    monkeypatch.setattr(gate, "CHECKPOINT_BYTES", 256 * 1024)
+    monkeypatch.setattr(gate, "CHECKPOINT_EVERY", 0.0)
+    database = tmp_path / "leadwatch.db"
+    before = database.stat().st_size
+    with gated.begin() as conn:  # about 1 MiB into the log; this commit's look starts one
+        conn.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": "x" * 1000}] * 1000)
+    deadline = time.monotonic() + 10
+    while database.stat().st_size < before + 900_000:  # copied into the database file
+        assert time.monotonic() < deadline, "the log was never checkpointed"
+        time.sleep(0.05)

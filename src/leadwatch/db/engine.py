@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +16,14 @@ from typing import Any, cast
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+try:
+    import fcntl
+except ImportError:  # Windows: the gate works inside one process only
+    fcntl = None  # type: ignore[assignment]
+
 from leadwatch.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
@@ -43,6 +53,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # 64 MiB of page cache (the default is 2 MiB): an import touches every index of a growing
     # table, and evicting those pages is most of what a big import would otherwise wait on.
     cursor.execute("PRAGMA cache_size=-65536")
+    if isinstance(getattr(dbapi_connection, "gate", None), WriteGate):
+        # Checkpoints (copying the log into the database file, and syncing it) are the gate's
+        # job, off every transaction's path; otherwise the commit that fills the log to 1,000
+        # pages pays for it, holding up the writers behind it. The log left on disk after a
+        # checkpoint is cut back to 64 MiB.
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
+        cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.close()
 
 
@@ -66,18 +83,35 @@ def make_session_factory(
 class WriteGate:
     """SQLite lets one transaction write at a time; the others wait by sleeping and retrying
     (1, 2, 5, 10 ... 100 ms between tries). Under load a writer loses that race again and
-    again, and a shopper's intake waited seconds behind the background worker. So inside one
-    process the writers of a database queue here instead: a transaction takes the gate at
-    its first write and gives it back when it ends (commit, rollback, close), the next in line
-    is handed it at once, and intake requests are served before background work. SQLite's
-    own lock still keeps other processes (a CLI import, a `leadwatch worker`) in order.
+    again, and a shopper's intake waited seconds behind the background worker. So the
+    writers of a database queue here instead: a transaction takes the gate at its first
+    write and gives it back when it ends (commit, rollback, close).
 
-    Two more things for the one-process set-up: `intake` marks the calling thread's writes as
-    urgent and counts the requests in flight; `wait` holds background units of work back,
-    up to ``max_wait`` seconds, while any is in flight (the worker only runs a little later,
-    and its CPU stays out of intake's way too)."""
+    - Inside a process, waiters queue in turn and the next is handed the gate at once;
+      intake requests are served before background work.
+    - Between processes (`serve`, its worker, `leadwatch worker`, a CLI import), the owner
+      also holds a lock on ``<database>-writer.lock``, asked for every half millisecond
+      while another process has it. It is kept when the gate passes to another intake.
+    - `intake` marks the calling thread's writes as urgent, and while any intake request is
+      in flight holds a shared lock on ``<database>-intake.lock``. `wait`, called before each
+      background unit of work, holds it back up to ``max_wait`` seconds while intake is in
+      flight in this process or any other (the worker only runs a little later, and its CPU
+      stays out of intake's way too).
 
-    def __init__(self, max_wait: float = 0.05, timeout: float = 30.0) -> None:
+    - After a transaction ends, the gate looks (at most every 0.1 s) at the size of the
+      write-ahead log, and past 4 MiB checkpoints it from a short-lived thread, in PASSIVE
+      mode: that waits for no reader or writer, and nobody waits for it.
+
+    Without ``lock_path`` (an in-memory database, or PostgreSQL, which locks rows, not the
+    database) the gate works inside the process only."""
+
+    POLL = 0.0005
+    CHECKPOINT_BYTES = 4 * 1024 * 1024  # SQLite's own default: 1,000 pages of 4 KiB
+    CHECKPOINT_EVERY = 0.1  # seconds between looks at the log's size
+
+    def __init__(
+        self, max_wait: float = 0.05, timeout: float = 30.0, *, lock_path: Path | None = None
+    ) -> None:
         self.max_wait = max_wait
         self.timeout = timeout  # as long as SQLite's own busy timeout
         self._mutex = threading.Lock()
@@ -88,6 +122,17 @@ class WriteGate:
         self._local = threading.local()
         self._in_flight = 0
         self._quiet = threading.Condition()
+        self._writer_fd = self._intake_fd = self._probe_fd = -1
+        self._os_held = False  # the writer lock file, held by this process's owner
+        self._database = lock_path
+        self._looked_at = 0.0
+        self._checkpointing = threading.Lock()
+        if lock_path is not None and fcntl is not None:
+            self._writer_fd = _lock_file(lock_path.with_name(lock_path.name + "-writer.lock"))
+            intake = lock_path.with_name(lock_path.name + "-intake.lock")
+            # Two open files: flock locks belong to the open file, so probing on the second
+            # sees this process's own intake too, like any other process's.
+            self._intake_fd, self._probe_fd = _lock_file(intake), _lock_file(intake)
 
     # ---- intake first --------------------------------------------------------------------
 
@@ -95,6 +140,8 @@ class WriteGate:
     def intake(self) -> Iterator[None]:
         with self._quiet:
             self._in_flight += 1
+            if self._in_flight == 1 and self._intake_fd >= 0:
+                fcntl.flock(self._intake_fd, fcntl.LOCK_SH)
         urgent, self._local.urgent = getattr(self._local, "urgent", False), True
         try:
             yield
@@ -103,50 +150,122 @@ class WriteGate:
             with self._quiet:
                 self._in_flight -= 1
                 if not self._in_flight:
+                    if self._intake_fd >= 0:
+                        fcntl.flock(self._intake_fd, fcntl.LOCK_UN)
                     self._quiet.notify_all()
 
     def wait(self) -> None:
+        deadline = time.monotonic() + self.max_wait
         with self._quiet:
             self._quiet.wait_for(lambda: self._in_flight == 0, timeout=self.max_wait)
+        if self._probe_fd < 0:
+            return
+        while not _try_flock(self._probe_fd, fcntl.LOCK_EX):  # another process's intake
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(self.POLL * 2)
+        fcntl.flock(self._probe_fd, fcntl.LOCK_UN)
 
     # ---- one writer at a time ------------------------------------------------------------
 
     def acquire(self) -> None:
         me = threading.get_ident()
+        began = time.monotonic()
         with self._mutex:
             if self._owner == me:  # a second connection of the same thread: let SQLite judge
                 self._depth += 1
                 return
             if self._owner is None and not self._urgent and not self._normal:
                 self._owner, self._depth = me, 1
-                return
-            turn = threading.Lock()
-            turn.acquire()
-            queue = self._urgent if getattr(self._local, "urgent", False) else self._normal
-            queue.append((turn, me))
-        if turn.acquire(timeout=self.timeout):
-            return  # handed over by `release`, which made this thread the owner
-        with self._mutex:
-            if self._owner == me:  # handed over just as the wait ran out
-                return
-            queue.remove((turn, me))
-        raise sqlite3.OperationalError(
-            f"database is locked: another transaction of this process held the write lock "
-            f"for over {self.timeout:g} s"
-        )
+                turn = None
+            else:
+                turn = threading.Lock()
+                turn.acquire()
+                queue = self._urgent if getattr(self._local, "urgent", False) else self._normal
+                queue.append((turn, me))
+        if turn is not None and not turn.acquire(timeout=self.timeout):
+            with self._mutex:
+                handed = self._owner == me  # handed over just as the wait ran out
+                if not handed:
+                    queue.remove((turn, me))
+            if not handed:
+                raise sqlite3.OperationalError(
+                    "database is locked: another transaction of this process held the write "
+                    f"lock for over {self.timeout:g} s"
+                )
+        # This thread owns the gate (`release` handed it over, or it was free).
+        if self._writer_fd >= 0 and not self._os_held:
+            self._take_writer_lock(began + self.timeout)
+
+    def _take_writer_lock(self, deadline: float) -> None:
+        while not _try_flock(self._writer_fd, fcntl.LOCK_EX):
+            if time.monotonic() >= deadline:
+                self.release()  # the next in this process may have better luck
+                raise sqlite3.OperationalError(
+                    "database is locked: another LeadWatch process (an import, a worker?) "
+                    f"held the write lock for over {self.timeout:g} s"
+                )
+            time.sleep(self.POLL)
+        self._os_held = True
 
     def release(self) -> None:
         with self._mutex:
             self._depth -= 1
             if self._depth > 0:
                 return
+            # The writer lock file stays with the process only for the next intake.
+            if self._os_held and not self._urgent:
+                fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+                self._os_held = False
             queue = self._urgent or self._normal
             if not queue:
                 self._owner, self._depth = None, 0
-                return
-            turn, thread = queue.popleft()
-            self._owner, self._depth = thread, 1
-            turn.release()
+            else:
+                turn, thread = queue.popleft()
+                self._owner, self._depth = thread, 1
+                turn.release()
+        if self._database is not None:
+            self._maybe_checkpoint()
+
+    def _maybe_checkpoint(self) -> None:
+        now = time.monotonic()
+        if now - self._looked_at < self.CHECKPOINT_EVERY:
+            return
+        self._looked_at = now
+        assert self._database is not None
+        wal = self._database.with_name(self._database.name + "-wal")
+        try:
+            size = wal.stat().st_size
+        except OSError:
+            return
+        if size > self.CHECKPOINT_BYTES and self._checkpointing.acquire(blocking=False):
+            threading.Thread(target=self._checkpoint, name="wal-checkpoint", daemon=True).start()
+
+    def _checkpoint(self) -> None:
+        assert self._database is not None
+        try:
+            connection = sqlite3.connect(self._database, timeout=30)
+            try:
+                connection.execute("PRAGMA journal_size_limit=67108864")
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                connection.close()
+        except sqlite3.Error as exc:  # the next look tries again
+            log.warning("checkpoint of %s failed: %s", self._database, exc)
+        finally:
+            self._checkpointing.release()
+
+
+def _lock_file(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+
+
+def _try_flock(fd: int, operation: int) -> bool:
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 # Statements that never start a write transaction: they pass the gate.
@@ -176,6 +295,7 @@ def _gated_connection(gate: WriteGate) -> type[sqlite3.Connection]:
 
     class GatedConnection(sqlite3.Connection):
         holding = False
+        gate: WriteGate
 
         def cursor(self, factory: Any = GatedCursor) -> Any:
             return super().cursor(factory)
@@ -220,6 +340,7 @@ def _gated_connection(gate: WriteGate) -> type[sqlite3.Connection]:
                 if self.holding:
                     self._give_back()
 
+    GatedConnection.gate = gate
     return GatedConnection
 
 
@@ -228,8 +349,12 @@ _GATES_LOCK = threading.Lock()
 
 
 def _gate_of_file(database: str) -> WriteGate:
+    path = Path(database).resolve()
     with _GATES_LOCK:
-        return _GATES.setdefault(str(Path(database).resolve()), WriteGate())
+        gate = _GATES.get(str(path))
+        if gate is None:
+            gate = _GATES[str(path)] = WriteGate(lock_path=path)
+        return gate
 
 
 def write_gate(engine: Engine) -> WriteGate:

@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadwatch.config import Settings
-from leadwatch.db.engine import unit_of_work
+from leadwatch.db.engine import make_session_factory, unit_of_work, write_gate
 from leadwatch.escalations import service
 from leadwatch.escalations import settings as settings_service
 from leadwatch.escalations.models import Escalation
@@ -341,6 +341,27 @@ def make_runner(
         sweep_seconds=settings.sweep_seconds,
         sweep_chunk=100 if short_units else 1_000,
         dispatcher=dispatcher,
+    )
+
+
+def background_runner(
+    settings: Settings,
+    engine: Engine,
+    runtime: RuntimeSource,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+    deliver: bool = True,
+) -> EscalationRunner:
+    """The worker as every set-up runs it (a thread of `serve`, its own process, `leadwatch
+    worker`). On SQLite, whose one write lock it shares with intake, each of its units of
+    work first waits while an intake request is in flight in any process (see `WriteGate`),
+    and its units are short."""
+    shares_lock = engine.dialect.name == "sqlite"
+    factory = make_session_factory(
+        engine, before_session=write_gate(engine).wait if shares_lock else None
+    )
+    return make_runner(
+        settings, factory, runtime, clock=clock, deliver=deliver, short_units=shares_lock
     )
 
 

@@ -681,15 +681,17 @@ def on_delivery_dead(
     message = db_session.get(OutboxMessage, message_id)
     if message is None or message.decision_id is None or message.escalation_id is None:
         return None
-    # Lock first, then look: two workers declaring the last two messages dead at once must
-    # not each see the other's as still sending (the second re-reads after the first).
+    siblings = select(OutboxMessage.status).where(OutboxMessage.decision_id == message.decision_id)
+    # Most dead letters have a sibling that went out: a plain read says so, with no lock
+    # (a write, on SQLite the one write lock intake needs too).
+    if any(status != "dead" for status in db_session.scalars(siblings)):
+        return None
+    # All dead, it seems. Lock, then look again: two workers declaring the last two messages
+    # dead at once must not each see the other's as still sending (the second re-reads
+    # after the first).
     esc = _locked(db_session, message.escalation_id)
-    siblings = db_session.scalars(
-        select(OutboxMessage.status)
-        .where(OutboxMessage.decision_id == message.decision_id)
-        .execution_options(populate_existing=True)
-    ).all()
-    if any(status != "dead" for status in siblings):
+    statuses = db_session.scalars(siblings.execution_options(populate_existing=True)).all()
+    if any(status != "dead" for status in statuses):
         return None
     step_decision = db_session.get(EscalationDecision, message.decision_id, populate_existing=True)
     if step_decision is None or step_decision.fallback or step_decision.fell_back:

@@ -302,6 +302,7 @@ class Dispatcher:
                 }
             )
         carried = {item.row["id"]: item for item in ready}
+        escalation_of = {item.row["id"]: item.row.get("escalation_id") for item in ready}
         outcome_of = {u["b_id"]: u["status"] for u in updates}
         for item, into in folded:
             if outcome_of.get(into) == "sent":
@@ -328,18 +329,21 @@ class Dispatcher:
                 groups.setdefault(names, []).append(change)
             for names, changes in groups.items():
                 db_session.execute(_update_statement(names), changes)
-        # Outcomes first, committed; then each dead letter's fallback in its own unit of work,
-        # so a failing fallback cannot undo the batch (a crash in between is repaired by the
-        # sweep, which finds steps whose messages all died without a fallback).
-        if self.on_dead is not None:
-            for message_id in dead:
-                try:
-                    with unit_of_work(self.session_factory) as db_session:
-                        self.on_dead(db_session, message_id, now)
-                except Exception:
-                    log.exception(
-                        "fallback for dead message %d failed; the sweep retries", message_id
-                    )
+        # Outcomes first, committed; then the dead letters' fallbacks, together in one more
+        # unit of work but each in its own savepoint, so a failing fallback undoes neither
+        # the batch nor the others (a crash in between is repaired by the sweep, which finds
+        # steps whose messages all died without a fallback). In escalation order, so two
+        # workers lock the same escalations in the same order.
+        if self.on_dead is not None and dead:
+            with unit_of_work(self.session_factory) as db_session:
+                for message_id in sorted(dead, key=lambda i: (escalation_of[i] or 0, i)):
+                    try:
+                        with db_session.begin_nested():
+                            self.on_dead(db_session, message_id, now)
+                    except Exception:
+                        log.exception(
+                            "fallback for dead message %d failed; the sweep retries", message_id
+                        )
 
     def _next(
         self, row: Mapping[str, Any], result: DeliveryResult, now: datetime
