@@ -554,11 +554,13 @@ def _serve(
     import uvicorn
 
     from leadwatch.app import create_app
-    from leadwatch.escalations.worker_process import WorkerProcess
+    from leadwatch.escalations.worker_process import WorkerProcess, settle_heap
 
     engine = _engine(settings)
     out.print(f"LeadWatch {__version__} on [bold]http://{host}:{port}[/] (API docs: /docs)")
     app = create_app(settings, engine=engine, run_worker=worker is WorkerIn.thread)
+    app.state.active_model.get()  # the model loaded now, not by the first shopper's lead
+    settle_heap()
     child = WorkerProcess(settings) if worker is WorkerIn.process else None
     if child is not None:
         child.start()

@@ -97,3 +97,12 @@ def test_the_child_leaves_when_its_server_is_killed(
         if parent.poll() is None:
             parent.kill()
             parent.communicate(timeout=10)
+
+
+def test_a_started_server_keeps_its_heap_out_of_the_collectors_way() -> None:
+    code = (
+        "import gc; from leadwatch.escalations.worker_process import settle_heap; "
+        "before = gc.get_freeze_count(); settle_heap(); "
+        "assert before == 0 and gc.get_freeze_count() > 10_000, gc.get_freeze_count()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -185,3 +185,22 @@ def test_checkpoints_happen_off_the_commits_path(
     while database.stat().st_size < before + 900_000:  # copied into the database file
         assert time.monotonic() < deadline, "the log was never checkpointed"
         time.sleep(0.05)
+
+
+def test_a_long_log_is_cut_back_once_the_process_is_quiet(
+    gated: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = write_gate(gated)
+    monkeypatch.setattr(gate, "LONG_LOG_BYTES", 256 * 1024)
+    monkeypatch.setattr(gate, "CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(gate, "QUIET", 0.3)
+    wal = tmp_path / "leadwatch.db-wal"
+    with gated.begin() as conn:
+        conn.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": "x" * 1000}] * 1000)
+    assert wal.stat().st_size > 900_000  # not cut while the commit's writer might go on
+    deadline = time.monotonic() + 10
+    while wal.stat().st_size > 0:
+        assert time.monotonic() < deadline, "the long log was never cut back"
+        time.sleep(0.05)
+    with gated.connect() as conn:  # and nothing was lost on the way
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1000

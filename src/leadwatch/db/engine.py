@@ -56,10 +56,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     if isinstance(getattr(dbapi_connection, "gate", None), WriteGate):
         # Checkpoints (copying the log into the database file, and syncing it) are the gate's
         # job, off every transaction's path; otherwise the commit that fills the log to 1,000
-        # pages pays for it, holding up the writers behind it. The log left on disk after a
-        # checkpoint is cut back to 64 MiB.
+        # pages pays for it, holding up the writers behind it. (No journal_size_limit either:
+        # cutting a long log back stalled every writer for 100 ms or more; see `_trim`.)
         cursor.execute("PRAGMA wal_autocheckpoint=0")
-        cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.close()
 
 
@@ -100,7 +99,10 @@ class WriteGate:
 
     - After a transaction ends, the gate looks (at most every 0.1 s) at the size of the
       write-ahead log, and past 4 MiB checkpoints it from a short-lived thread, in PASSIVE
-      mode: that waits for no reader or writer, and nobody waits for it.
+      mode: that waits for no reader or writer, and nobody waits for it. Under steady load
+      the log file can grow long (it is reused from its start, not cut back); once this
+      process has written nothing for a second, it is emptied and cut to nothing, taking a
+      turn at the gate like any writer.
 
     Without ``lock_path`` (an in-memory database, or PostgreSQL, which locks rows, not the
     database) the gate works inside the process only."""
@@ -108,6 +110,8 @@ class WriteGate:
     POLL = 0.0005
     CHECKPOINT_BYTES = 4 * 1024 * 1024  # SQLite's own default: 1,000 pages of 4 KiB
     CHECKPOINT_EVERY = 0.1  # seconds between looks at the log's size
+    LONG_LOG_BYTES = 64 * 1024 * 1024  # a log longer than this is cut back when quiet
+    QUIET = 1.0  # seconds without a transaction ending here
 
     def __init__(
         self, max_wait: float = 0.05, timeout: float = 30.0, *, lock_path: Path | None = None
@@ -125,8 +129,9 @@ class WriteGate:
         self._writer_fd = self._intake_fd = self._probe_fd = -1
         self._os_held = False  # the writer lock file, held by this process's owner
         self._database = lock_path
-        self._looked_at = 0.0
+        self._looked_at = self._released_at = 0.0
         self._checkpointing = threading.Lock()
+        self._trim_armed = False
         if lock_path is not None and fcntl is not None:
             self._writer_fd = _lock_file(lock_path.with_name(lock_path.name + "-writer.lock"))
             intake = lock_path.with_name(lock_path.name + "-intake.lock")
@@ -228,7 +233,7 @@ class WriteGate:
             self._maybe_checkpoint()
 
     def _maybe_checkpoint(self) -> None:
-        now = time.monotonic()
+        now = self._released_at = time.monotonic()
         if now - self._looked_at < self.CHECKPOINT_EVERY:
             return
         self._looked_at = now
@@ -240,13 +245,44 @@ class WriteGate:
             return
         if size > self.CHECKPOINT_BYTES and self._checkpointing.acquire(blocking=False):
             threading.Thread(target=self._checkpoint, name="wal-checkpoint", daemon=True).start()
+        if size > self.LONG_LOG_BYTES and not self._trim_armed:
+            self._trim_armed = True
+            self._trim_later()
+
+    def _trim_later(self) -> None:
+        timer = threading.Timer(self.QUIET, self._trim)
+        timer.daemon = True
+        timer.start()
+
+    def _trim(self) -> None:
+        """Empty the log and cut the file to nothing, at a quiet moment."""
+        assert self._database is not None
+        if time.monotonic() - self._released_at < self.QUIET:
+            self._trim_later()  # still busy here: look again in a while
+            return
+        self._trim_armed = False
+        try:
+            self.acquire()  # intake waiting here goes first; other processes' writers wait
+        except sqlite3.OperationalError:
+            return
+        try:
+            # busy_timeout 0: if another process is reading, this is a plain checkpoint
+            # that leaves the file as it is, and the next quiet moment tries again.
+            connection = sqlite3.connect(self._database, timeout=0)
+            try:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                connection.close()
+        except sqlite3.Error as exc:
+            log.warning("cutting back the log of %s failed: %s", self._database, exc)
+        finally:
+            self.release()
 
     def _checkpoint(self) -> None:
         assert self._database is not None
         try:
             connection = sqlite3.connect(self._database, timeout=30)
             try:
-                connection.execute("PRAGMA journal_size_limit=67108864")
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 connection.close()
