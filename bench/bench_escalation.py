@@ -163,6 +163,9 @@ def _prepare_home(home: Path, history_leads: int) -> tuple[dict[str, str], str]:
         )
         (template / "ready").touch()
     shutil.rmtree(home, ignore_errors=True)
+    if home.exists():  # a process that was stopping still had a file open: once more
+        time.sleep(2)
+        shutil.rmtree(home)
     shutil.copytree(template, home)
     env["LEADWATCH_HOME"] = str(home)
     made = subprocess.run(

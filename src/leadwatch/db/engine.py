@@ -249,6 +249,13 @@ class WriteGate:
             self._trim_armed = True
             self._trim_later()
 
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        """A plain connection for checkpoints. Read-write, never create: a database deleted
+        meanwhile (a test's, a benchmark's) must not come back as an empty file."""
+        assert self._database is not None
+        uri = f"{self._database.as_uri()}?mode=rw"
+        return sqlite3.connect(uri, uri=True, timeout=timeout)
+
     def _trim_later(self) -> None:
         timer = threading.Timer(self.QUIET, self._trim)
         timer.daemon = True
@@ -268,7 +275,7 @@ class WriteGate:
         try:
             # busy_timeout 0: if another process is reading, this is a plain checkpoint
             # that leaves the file as it is, and the next quiet moment tries again.
-            connection = sqlite3.connect(self._database, timeout=0)
+            connection = self._connect(timeout=0)
             try:
                 connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
@@ -281,7 +288,7 @@ class WriteGate:
     def _checkpoint(self) -> None:
         assert self._database is not None
         try:
-            connection = sqlite3.connect(self._database, timeout=30)
+            connection = self._connect(timeout=30)
             try:
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
