@@ -33,11 +33,17 @@ def _hold_write(engine: Engine, seconds: float, started: threading.Event) -> Non
         time.sleep(seconds)
 
 
-def test_a_second_writer_waits_at_the_gate_not_in_sqlite(gated: Engine) -> None:
+def _writing(engine: Engine, seconds: float) -> threading.Thread:
+    """A thread that holds a write transaction open for ``seconds``, once it has begun."""
     started = threading.Event()
-    first = threading.Thread(target=_hold_write, args=(gated, 0.3, started))
-    first.start()
+    thread = threading.Thread(target=_hold_write, args=(engine, seconds, started))
+    thread.start()
     started.wait(5)
+    return thread
+
+
+def test_a_second_writer_waits_at_the_gate_not_in_sqlite(gated: Engine) -> None:
+    first = _writing(gated, 0.3)
     began = time.monotonic()
     with gated.begin() as conn:
         # Without the gate this would fail at once: SQLite's own wait is switched off here.
@@ -54,10 +60,7 @@ def test_a_second_writer_waits_at_the_gate_not_in_sqlite(gated: Engine) -> None:
 
 
 def test_readers_do_not_wait_for_a_writer(gated: Engine) -> None:
-    started = threading.Event()
-    first = threading.Thread(target=_hold_write, args=(gated, 0.5, started))
-    first.start()
-    started.wait(5)
+    first = _writing(gated, 0.5)
     began = time.monotonic()
     with gated.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 0  # not committed yet

@@ -275,28 +275,25 @@ class WriteGate:
         try:
             # busy_timeout 0: if another process is reading, this is a plain checkpoint
             # that leaves the file as it is, and the next quiet moment tries again.
-            connection = self._connect(timeout=0)
-            try:
-                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                connection.close()
-        except sqlite3.Error as exc:
-            log.warning("cutting back the log of %s failed: %s", self._database, exc)
+            self._run_checkpoint("TRUNCATE", timeout=0)
         finally:
             self.release()
 
     def _checkpoint(self) -> None:
-        assert self._database is not None
         try:
-            connection = self._connect(timeout=30)
+            self._run_checkpoint("PASSIVE", timeout=30)
+        finally:
+            self._checkpointing.release()
+
+    def _run_checkpoint(self, mode: str, *, timeout: float) -> None:
+        try:
+            connection = self._connect(timeout=timeout)
             try:
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                connection.execute(f"PRAGMA wal_checkpoint({mode})")
             finally:
                 connection.close()
         except sqlite3.Error as exc:  # the next look tries again
-            log.warning("checkpoint of %s failed: %s", self._database, exc)
-        finally:
-            self._checkpointing.release()
+            log.warning("%s checkpoint of %s failed: %s", mode, self._database, exc)
 
 
 def _lock_file(path: Path) -> int:
@@ -362,23 +359,19 @@ def _gated_connection(gate: WriteGate) -> type[sqlite3.Connection]:
             self.holding = False
             gate.release()
 
+        # Every way a transaction ends gives the gate back, whatever happens on the way.
         def commit(self) -> None:
-            try:
-                super().commit()
-            finally:
-                if self.holding:
-                    self._give_back()
+            self._end(super().commit)
 
         def rollback(self) -> None:
-            try:
-                super().rollback()
-            finally:
-                if self.holding:
-                    self._give_back()
+            self._end(super().rollback)
 
         def close(self) -> None:
+            self._end(super().close)
+
+        def _end(self, finish: Callable[[], None]) -> None:
             try:
-                super().close()
+                finish()
             finally:
                 if self.holding:
                     self._give_back()
