@@ -4,6 +4,7 @@ handler; readers never wait; every way a transaction ends gives the gate back.""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -207,3 +208,25 @@ def test_a_long_log_is_cut_back_once_the_process_is_quiet(
         time.sleep(0.05)
     with gated.connect() as conn:  # and nothing was lost on the way
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1000
+
+
+def test_a_gate_no_engine_uses_is_dropped_with_its_lock_files(tmp_path: Path) -> None:
+    import gc
+
+    def lock_files_open() -> int:
+        targets = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue
+        return sum(t.startswith(str(tmp_path)) and t.endswith(".lock") for t in targets)
+
+    engine = make_engine(Settings(home=tmp_path, _env_file=None))  # type: ignore[call-arg]
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+    assert lock_files_open() == 3  # the writer lock, and the intake flag opened twice
+    engine.dispose()
+    del engine, conn
+    gc.collect()
+    assert lock_files_open() == 0

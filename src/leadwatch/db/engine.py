@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -138,6 +139,8 @@ class WriteGate:
             # Two open files: flock locks belong to the open file, so probing on the second
             # sees this process's own intake too, like any other process's.
             self._intake_fd, self._probe_fd = _lock_file(intake), _lock_file(intake)
+            fds = (self._writer_fd, self._intake_fd, self._probe_fd)
+            weakref.finalize(self, _close_all, fds)
 
     # ---- intake first --------------------------------------------------------------------
 
@@ -300,6 +303,14 @@ def _lock_file(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
 
 
+def _close_all(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def _try_flock(fd: int, operation: int) -> bool:
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
@@ -380,7 +391,9 @@ def _gated_connection(gate: WriteGate) -> type[sqlite3.Connection]:
     return GatedConnection
 
 
-_GATES: dict[str, WriteGate] = {}
+# One gate per database file in this process, for as long as an engine (or the app) holds it:
+# a gate no longer used is dropped, and its lock files closed.
+_GATES: weakref.WeakValueDictionary[str, WriteGate] = weakref.WeakValueDictionary()
 _GATES_LOCK = threading.Lock()
 
 
