@@ -97,8 +97,9 @@ def create_app(
     clock: Callable[[], datetime] = _utcnow,
     run_worker: bool = False,
 ) -> FastAPI:
-    """``run_worker`` runs the escalation worker in a background thread of this process (the
-    embedded, one-process set-up); scaled out, `leadwatch worker` processes do that job."""
+    """``run_worker`` runs the escalation worker in a background thread of this process
+    (`serve --worker-in thread`, and tests). `serve` otherwise runs it in a child process
+    (`escalations.worker_process`); scaled out, `leadwatch worker` processes do that job."""
     engine = engine or make_engine(settings)
     session_factory = make_session_factory(engine)
     active_model = ActiveModel(lambda: store_for(settings.home, settings.secret_key_value))
