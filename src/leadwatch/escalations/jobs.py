@@ -1,11 +1,11 @@
 """Running escalations: after intake, for due steps, and in the periodic sweep.
 
 `EscalationRunner` is what every worker runs (`leadwatch worker`, the child process of the
-embedded `serve`, or its thread with `--worker-in thread`): every tick it executes the steps that have fallen due, each in its
-own unit of work, and every ``sweep_seconds`` it re-scores the open leads nobody has
-contacted (their wait grows, so their chance falls) and lets their escalations start or move
-up a level. Every due time lives in the database, so any process can stop at any moment and
-another carries on.
+embedded `serve`, or its thread with `--worker-in thread`): every tick it executes the steps
+that have fallen due, each in its own unit of work, and every ``sweep_seconds`` it re-scores
+the open leads nobody has contacted (their wait grows, so their chance falls) and lets their
+escalations start or move up a level. Every due time lives in the database, so any process
+can stop at any moment and another carries on.
 """
 
 from __future__ import annotations
