@@ -32,8 +32,8 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         settings.home.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"timeout": 30}
-        database = make_url(url).database
-        if database and database != ":memory:":
+        database = _database_file(make_url(url).database)
+        if database is not None:
             connect_args["factory"] = _gated_connection(_gate_of_file(database))
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -329,18 +329,16 @@ def _gated_connection(gate: WriteGate) -> type[sqlite3.Connection]:
 
     class GatedCursor(sqlite3.Cursor):
         def execute(self, sql: str, parameters: Any = (), /) -> Any:
-            connection = cast(GatedConnection, self.connection)
-            connection.enter(sql)
-            try:
-                return super().execute(sql, parameters)
-            finally:
-                connection.leave()
+            return self._gated(sql, super().execute, parameters)
 
         def executemany(self, sql: str, parameters: Any, /) -> Any:
+            return self._gated(sql, super().executemany, parameters)
+
+        def _gated(self, sql: str, run: Callable[[str, Any], Any], parameters: Any) -> Any:
             connection = cast(GatedConnection, self.connection)
             connection.enter(sql)
             try:
-                return super().executemany(sql, parameters)
+                return run(sql, parameters)
             finally:
                 connection.leave()
 
@@ -409,10 +407,15 @@ def _gate_of_file(database: str) -> WriteGate:
 def write_gate(engine: Engine) -> WriteGate:
     """The gate of ``engine``'s SQLite file, one per process (a fresh one for anything else:
     PostgreSQL locks rows, not the database, so there intake only gets `intake` and `wait`)."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+    database = _database_file(engine.url.database)
+    if engine.dialect.name != "sqlite" or database is None:
         return WriteGate()
     return _gate_of_file(database)
+
+
+def _database_file(database: str | None) -> str | None:
+    """A SQLite URL's file, or None for an in-memory database (nothing to share a lock with)."""
+    return database if database and database != ":memory:" else None
 
 
 @contextmanager
