@@ -2,12 +2,13 @@
 
 - decisions: the pure `decide()` on one core, over a week of times (open and after hours),
   every level and a staffed directory. Target >= 50,000 decisions/s.
-- intake: a real `leadwatch serve` on the embedded SQLite (its worker in a child process, as
-  shipped; also in a thread, and stopped, for comparison) with a trained model, fed 100
-  leads/s by an open-loop client; the latency of each POST is the time from intake to the
-  escalation recorded (scored, assessed, started, and a critical lead's first messages in
-  the outbox). Target p99 <= 20 ms. Also reported: how far delivery was behind when the load
-  ended, and how long it took to catch up.
+- intake: a real `leadwatch serve` on the embedded SQLite (as shipped: two API processes and
+  its worker in a child process; also one API process, the worker in a thread, and no worker,
+  for comparison) with a trained model, fed 100 leads/s by an open-loop load of 8 senders
+  taking turns, each a client with its own connections (also: one client); the latency of
+  each POST is the time from intake to the escalation recorded (scored, assessed, started,
+  and a critical lead's first messages in the outbox). Target p99 <= 20 ms. Also reported:
+  how far delivery was behind when the load ended, and how long it took to catch up.
 - lateness: escalations with steps falling due over the next 30 s, run by the worker loop
   on the real clock; lateness = when the step ran - when it was due. Target p99 <= 1 s.
 """
@@ -125,6 +126,9 @@ def decisions(count: int = 300_000) -> dict[str, Any]:
 # ---- intake to escalation recorded ----------------------------------------------------------
 
 
+SENDERS = 8  # clients posting leads, each with its own connections
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -181,16 +185,23 @@ def intake(
     seconds: float = 30.0,
     history_leads: int = 20_000,
     worker: str = "child",
+    processes: int | None = None,
+    senders: int = SENDERS,
 ) -> dict[str, Any]:
     """``worker``: "child" is the embedded default, `serve` with its worker in a child
     process; "thread" runs that worker in a thread of `serve` instead; "process" runs
     `serve --no-worker` beside a `leadwatch worker` started by hand; "none" runs `serve
-    --no-worker` alone (nothing delivers: the server's own share of the latency)."""
+    --no-worker` alone (nothing delivers: the server's own share of the latency).
+    ``processes``: `serve --processes` (None: its default). ``senders``: how many clients
+    take turns posting, each with its own connections (lead providers and CRMs are separate
+    systems); 1 is a single client whose pool shares a few keep-alive connections."""
     home = WORK / "escalation-intake"
     env, token = _prepare_home(home, history_leads)
     port = _free_port()
     serve = [str(LEADWATCH), "serve", "--port", str(port)]
     serve += {"child": [], "thread": ["--worker-in", "thread"]}.get(worker, ["--no-worker"])
+    if processes is not None:
+        serve += ["--processes", str(processes)]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [subprocess.Popen(serve, env=env, **quiet)]  # type: ignore[call-overload]
     if worker == "process":
@@ -200,7 +211,7 @@ def intake(
     open_messages = "SELECT count(*) FROM outbox WHERE status IN ('pending', 'retry', 'sending')"
     try:
         _wait_until_up(base)
-        latencies, failures = _drive(base, headers, rate, seconds)
+        latencies, failures = _drive(base, headers, rate, seconds, senders)
         ended = time.perf_counter()
         behind = _count(home, open_messages)
         while (
@@ -220,6 +231,8 @@ def intake(
     messages = _count(home, "SELECT count(*) FROM outbox")
     return {
         "benchmark": "intake to escalation recorded (SQLite, " + _WORKER_SAYS[worker] + ")",
+        "api_processes": processes or _default_processes(),
+        "senders": senders,
         "rate_per_second": rate,
         "requests": len(latencies) + failures,
         "failures": failures,
@@ -234,6 +247,11 @@ def intake(
 
 
 WARM_SECONDS = 5.0  # at the measured rate, before the measured seconds
+
+
+def _default_processes() -> int:
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
 
 _WORKER_SAYS = {
     "child": "`serve` as shipped: its worker in a child process",
@@ -256,14 +274,15 @@ def _wait_until_up(base: str) -> None:
 
 
 def _drive(
-    base: str, headers: dict[str, str], rate: float, seconds: float
+    base: str, headers: dict[str, str], rate: float, seconds: float, senders: int = SENDERS
 ) -> tuple[list[float], int]:
-    """Open loop: request i is sent at start + i / rate, whatever the earlier ones do."""
+    """Open loop: request i is sent at start + i / rate, whatever the earlier ones do, by
+    sender i % senders."""
     total = int(rate * seconds)
     latencies: list[float] = []
     failures = 0
     lock = threading.Lock()
-    client = httpx.Client(base_url=base, headers=headers, timeout=30)
+    clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(senders)]
     rng = random.Random(9)
     sources = ["Cars.com", "AutoTrader", "Website", "Facebook", "TrueCar"]
     makes = [("Toyota", "Camry"), ("Honda", "Civic"), ("Ford", "F-150"), ("BMW", "X5")]
@@ -284,7 +303,7 @@ def _drive(
             "customer": {"name": f"Shopper {i}", "email": f"shopper{i}@example.com"},
         }
         began = time.perf_counter()
-        response = client.post("/api/v1/leads", json=lead)
+        response = clients[i % senders].post("/api/v1/leads", json=lead)
         took = time.perf_counter() - began
         with lock:
             if response.status_code != 201:
@@ -295,7 +314,9 @@ def _drive(
     # Warm-up, not measured: the model loaded, the first connections made, and the worker
     # (a child process that imports, loads the model and runs its first sweep) at work.
     for i in range(20):
-        client.post("/api/v1/leads", json={"external_id": f"W-{i}", "created_at": "2025-01-01"})
+        clients[i % senders].post(
+            "/api/v1/leads", json={"external_id": f"W-{i}", "created_at": "2025-01-01"}
+        )
     warm = int(rate * WARM_SECONDS)
     # The client's own full garbage collections would pause it, and show as slow requests:
     # its heap (large after the decisions benchmark in the same process) is set aside first.
@@ -308,7 +329,8 @@ def _drive(
                 pool.submit(send, i, start + i / rate, i >= warm)
     finally:
         gc.unfreeze()
-    client.close()
+    for client in clients:
+        client.close()
     return latencies, failures
 
 
@@ -440,13 +462,15 @@ def _fresh_pg_database(name: str) -> str:
 def run(backends: list[str]) -> list[dict[str, Any]]:
     results = [decisions()]
     print(json.dumps(results[-1]), file=sys.stderr)
-    for rate, worker in [
-        (100.0, "child"),  # the target, as shipped
-        (40.0, "child"),
-        (100.0, "thread"),  # the worker in the server's own process, for comparison
-        (100.0, "none"),  # the server's own share
+    for rate, worker, processes, senders in [
+        (100.0, "child", None, SENDERS),  # the target, as shipped
+        (100.0, "child", None, 1),  # one client's few keep-alive connections
+        (100.0, "child", 1, SENDERS),  # one API process
+        (40.0, "child", None, SENDERS),
+        (100.0, "thread", 1, SENDERS),  # the worker in the server's own process
+        (100.0, "none", None, SENDERS),  # the server's own share
     ]:
-        results.append(intake(rate=rate, worker=worker))
+        results.append(intake(rate=rate, worker=worker, processes=processes, senders=senders))
         print(json.dumps(results[-1]), file=sys.stderr)
     for backend in backends:
         results.append(lateness(backend))

@@ -139,7 +139,7 @@ def create_app(
     app.state.active_model = active_model
     app.state.escalation_runtime = runtime
     app.state.intake_gate = intake_gate
-    app.state.model_jobs = RetrainJobs(clock)  # the one retrain of this process
+    app.state.model_jobs = RetrainJobs(clock, settings.home / "models")  # shared by processes
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(Exception)

@@ -536,37 +536,87 @@ def serve(
             "CPU priority) or a thread of this process.",
         ),
     ] = WorkerIn.process,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            envvar="LEADWATCH_API_PROCESSES",
+            help="API processes sharing the port (default: 2 on a machine with 2 cores or "
+            "more, else 1). Each has its own interpreter, so one busy request does not hold "
+            "up the others. With --worker-in thread: 1.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API, the web pages and the claim pages."""
     settings = load_settings()
     run_worker = settings.is_embedded if worker is None else worker
+    where = worker_in if run_worker else None
+    if processes is None:
+        processes = 1 if where is WorkerIn.thread else default_api_processes()
+    elif processes > 1 and where is WorkerIn.thread:
+        raise fail(
+            "--worker-in thread runs the worker inside the one API process: use --processes 1, "
+            "or leave the worker in its own process (the default)"
+        )
     _serve(
-        settings,
-        host or settings.host,
-        port or settings.port,
-        worker=worker_in if run_worker else None,
+        settings, host or settings.host, port or settings.port, worker=where, processes=processes
     )
 
 
+def default_api_processes() -> int:
+    import os
+
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 def _serve(
-    settings: Settings, host: str, port: int, *, worker: WorkerIn | None = WorkerIn.process
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    worker: WorkerIn | None = WorkerIn.process,
+    processes: int | None = None,
 ) -> None:
+    """Serve with the worker beside the API (a child process, or a thread of the one API
+    process). Several API processes are children of this one (`api_processes`), which then
+    only watches over them."""
     import uvicorn
 
+    from leadwatch.api_processes import ApiProcesses, check_port_free, wait_for_stop_signal
     from leadwatch.app import create_app
     from leadwatch.escalations.worker_process import WorkerProcess, settle_heap
 
-    engine = _engine(settings)
-    out.print(f"LeadWatch {__version__} on [bold]http://{host}:{port}[/] (API docs: /docs)")
-    app = create_app(settings, engine=engine, run_worker=worker is WorkerIn.thread)
-    app.state.active_model.get()  # the model loaded now, not by the first shopper's lead
-    settle_heap()
+    processes = processes or default_api_processes()
+    engine = _engine(settings)  # the embedded database upgraded before any process uses it
+    api: ApiProcesses | None = None
+    if processes > 1:
+        try:
+            check_port_free(host, port)
+        except OSError as exc:
+            problem = f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port"
+            raise fail(problem) from None
+        engine.dispose()
+        api = ApiProcesses(settings, host, port, processes)
+    out.print(
+        f"LeadWatch {__version__} on [bold]http://{host}:{port}[/] (API docs: /docs)"
+        + (f", {processes} API processes" if api else "")
+    )
     child = WorkerProcess(settings) if worker is WorkerIn.process else None
     if child is not None:
         child.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        if api is not None:
+            api.start()
+            wait_for_stop_signal()
+        else:
+            app = create_app(settings, engine=engine, run_worker=worker is WorkerIn.thread)
+            app.state.active_model.get()  # the model loaded now, not by the first shopper's lead
+            settle_heap()
+            uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
+        if api is not None:
+            api.stop()
         if child is not None:
             child.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def test_served_api_answers_over_http(demo_home: tuple[dict[str, str], str]) -> 
     env, token = demo_home
     port = free_port()
     server = subprocess.Popen(
-        [str(LEADWATCH), "serve", "--port", str(port)],
+        [str(LEADWATCH), "serve", "--port", str(port), "--processes", "2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -85,12 +86,25 @@ def test_served_api_answers_over_http(demo_home: tuple[dict[str, str], str]) -> 
         assert any("sales_manager" in p["roles"] for p in document["people"])
         steps = [s for p in document["policies"].values() for s in p["steps"]]
         assert steps and all("in_app" in step["channels"] for step in steps)
-        # The worker runs in a child process, below the server's CPU priority, and works
-        # the outbox of the server's database.
+        # Two API processes and the worker, each a child process; the worker runs below
+        # the server's CPU priority, and works the outbox of the server's database.
         children = _children(server.pid)
-        assert len(children) == 1
-        worker = children[0]
-        assert os.getpriority(os.PRIO_PROCESS, worker) > os.getpriority(os.PRIO_PROCESS, server.pid)
+        own = os.getpriority(os.PRIO_PROCESS, server.pid)
+        [worker] = [c for c in children if os.getpriority(os.PRIO_PROCESS, c) > own]
+        api = [c for c in children if c != worker]
+        assert len(api) == 2
+        # Both API processes listen on the port; one killed, the other goes on serving at
+        # once, and the server starts another in its place.
+        os.kill(api[0], signal.SIGKILL)
+        for i in range(20):
+            answer = httpx.get(f"{base}/api/v1/leads?limit=1", headers=headers)
+            assert answer.status_code == 200, (i, answer.text)
+        deadline = time.monotonic() + 30
+        while len(replaced := [c for c in _children(server.pid) if c != worker]) != 2:
+            assert time.monotonic() < deadline, "no API process in place of the killed one"
+            time.sleep(0.2)
+        assert api[0] not in replaced and api[1] in replaced
+        api = replaced
         message = _queue_in_app_message(Path(env["LEADWATCH_HOME"]))
         deadline = time.monotonic() + 30
         while (
@@ -102,7 +116,35 @@ def test_served_api_answers_over_http(demo_home: tuple[dict[str, str], str]) -> 
         server.terminate()
         output, _ = server.communicate(timeout=20)
     assert token not in output  # secrets stay out of the log
-    assert not running(worker)  # stopped with its server
+    assert not any(running(child) for child in [worker, *api])  # stopped with their server
+    assert "2 API processes" in output
+
+
+def test_serve_refuses_a_port_in_use_and_a_threaded_worker_beside_several_processes(
+    demo_home: tuple[dict[str, str], str],
+) -> None:
+    env, _ = demo_home
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [str(LEADWATCH), "serve", "--port", str(port), "--processes", "2", "--no-worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert busy.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr and "--port" in busy.stderr
+    threaded = subprocess.run(
+        [str(LEADWATCH), "serve", "--processes", "2", "--worker-in", "thread"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert threaded.returncode != 0 and "--processes 1" in threaded.stderr
 
 
 def _children(pid: int) -> list[int]:
@@ -136,3 +178,31 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has ended
     except OSError:
         return False
+
+
+def test_the_api_processes_leave_when_their_server_is_killed(
+    demo_home: tuple[dict[str, str], str],
+) -> None:
+    env, _ = demo_home
+    port = free_port()
+    server = subprocess.Popen(
+        [str(LEADWATCH), "serve", "--port", str(port), "--processes", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(children := _children(server.pid)) < 3:
+            assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        server.kill()
+        server.wait(10)
+        deadline = time.monotonic() + 15
+        while any(running(child) for child in children):
+            assert time.monotonic() < deadline, "children outlived their killed server"
+            time.sleep(0.2)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)

@@ -122,6 +122,24 @@ if what == "write":
         conn.execute(text("INSERT INTO t (v) VALUES ('other process')"))
         print("holding", flush=True)
         time.sleep(seconds)
+elif what == "stream":  # intake after intake, two threads, so one is always queued
+    import threading
+
+    until = time.monotonic() + seconds
+
+    def stream() -> None:
+        while time.monotonic() < until:
+            with write_gate(engine).intake(), engine.begin() as conn:
+                conn.execute(text("INSERT INTO t (v) VALUES ('stream')"))
+                time.sleep(0.005)
+
+    threads = [threading.Thread(target=stream) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    print("holding", flush=True)
+    for thread in threads:
+        thread.join()
 else:
     with write_gate(engine).intake():
         print("holding", flush=True)
@@ -156,6 +174,21 @@ def test_a_writer_waits_for_another_process_at_the_gate_not_in_sqlite(
             "other process",
             "this process",
         ]
+
+
+def test_api_processes_take_turns_at_the_write_lock(gated: Engine, tmp_path: Path) -> None:
+    """Another process's intake stream keeps the write lock from one request to the next,
+    but lets it go as soon as this process's intake waits for it: a turn, not the stream."""
+    other = _other_process(tmp_path, "stream", 3.0)
+    began = time.monotonic()
+    with write_gate(gated).intake(), gated.begin() as conn:
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        conn.execute(text("INSERT INTO t (v) VALUES ('this process')"))
+    waited = time.monotonic() - began
+    assert other.poll() is None  # the stream is still going
+    other.communicate(timeout=10)
+    assert other.returncode == 0
+    assert waited < 0.5
 
 
 def test_background_work_waits_for_intake_in_another_process(gated: Engine, tmp_path: Path) -> None:

@@ -91,7 +91,11 @@ class WriteGate:
       intake requests are served before background work.
     - Between processes (`serve`, its worker, `leadwatch worker`, a CLI import), the owner
       also holds a lock on ``<database>-writer.lock``, asked for every half millisecond
-      while another process has it. It is kept when the gate passes to another intake.
+      while another process has it. It is kept when the gate passes to another intake,
+      unless another process's intake is waiting for it (a shared lock on
+      ``<database>-writer.wait`` says so): then it is let go, and this process's next
+      writer lets that one go first, so that API processes take turns at the write lock and
+      none waits out another's whole burst.
     - `intake` marks the calling thread's writes as urgent, and while any intake request is
       in flight holds a shared lock on ``<database>-intake.lock``. `wait`, called before each
       background unit of work, holds it back up to ``max_wait`` seconds while intake is in
@@ -109,6 +113,7 @@ class WriteGate:
     database) the gate works inside the process only."""
 
     POLL = 0.0005
+    YIELD = 0.005  # how long a process that let the writer lock go waits for the other
     CHECKPOINT_BYTES = 4 * 1024 * 1024  # SQLite's own default: 1,000 pages of 4 KiB
     CHECKPOINT_EVERY = 0.1  # seconds between looks at the log's size
     LONG_LOG_BYTES = 64 * 1024 * 1024  # a log longer than this is cut back when quiet
@@ -127,19 +132,21 @@ class WriteGate:
         self._local = threading.local()
         self._in_flight = 0
         self._quiet = threading.Condition()
-        self._writer_fd = self._intake_fd = self._probe_fd = -1
+        self._writer_fd = self._waiting_fd = self._intake_fd = self._probe_fd = -1
         self._os_held = False  # the writer lock file, held by this process's owner
+        self._yielded = False  # it was let go for another process's waiting intake
         self._database = lock_path
         self._looked_at = self._released_at = 0.0
         self._checkpointing = threading.Lock()
         self._trim_armed = False
         if lock_path is not None and fcntl is not None:
             self._writer_fd = _lock_file(lock_path.with_name(lock_path.name + "-writer.lock"))
+            self._waiting_fd = _lock_file(lock_path.with_name(lock_path.name + "-writer.wait"))
             intake = lock_path.with_name(lock_path.name + "-intake.lock")
             # Two open files: flock locks belong to the open file, so probing on the second
             # sees this process's own intake too, like any other process's.
             self._intake_fd, self._probe_fd = _lock_file(intake), _lock_file(intake)
-            fds = (self._writer_fd, self._intake_fd, self._probe_fd)
+            fds = (self._writer_fd, self._waiting_fd, self._intake_fd, self._probe_fd)
             weakref.finalize(self, _close_all, fds)
 
     # ---- intake first --------------------------------------------------------------------
@@ -206,15 +213,39 @@ class WriteGate:
             self._take_writer_lock(began + self.timeout)
 
     def _take_writer_lock(self, deadline: float) -> None:
-        while not _try_flock(self._writer_fd, fcntl.LOCK_EX):
-            if time.monotonic() >= deadline:
-                self.release()  # the next in this process may have better luck
-                raise sqlite3.OperationalError(
-                    "database is locked: another LeadWatch process (an import, a worker?) "
-                    f"held the write lock for over {self.timeout:g} s"
-                )
-            time.sleep(self.POLL)
+        if self._yielded:  # let go for another process's intake: that one goes first
+            self._yielded = False
+            give_until = time.monotonic() + self.YIELD
+            while self._others_waiting() and time.monotonic() < give_until:
+                time.sleep(self.POLL / 5)
+        if _try_flock(self._writer_fd, fcntl.LOCK_EX):
+            self._os_held = True
+            return
+        # Only the gate's owner thread gets here, so one "waiting" lock per process will do;
+        # only intake says it waits (background work does not make intake elsewhere yield).
+        urgent = getattr(self._local, "urgent", False)
+        if urgent:
+            fcntl.flock(self._waiting_fd, fcntl.LOCK_SH)
+        try:
+            while not _try_flock(self._writer_fd, fcntl.LOCK_EX):
+                if time.monotonic() >= deadline:
+                    self.release()  # the next in this process may have better luck
+                    raise sqlite3.OperationalError(
+                        "database is locked: another LeadWatch process (an import, a worker?) "
+                        f"held the write lock for over {self.timeout:g} s"
+                    )
+                time.sleep(self.POLL)
+        finally:
+            if urgent:
+                fcntl.flock(self._waiting_fd, fcntl.LOCK_UN)
         self._os_held = True
+
+    def _others_waiting(self) -> bool:
+        """Whether another process waits for the writer lock (holds the "waiting" file)."""
+        if not _try_flock(self._waiting_fd, fcntl.LOCK_EX):
+            return True
+        fcntl.flock(self._waiting_fd, fcntl.LOCK_UN)
+        return False
 
     def release(self) -> None:
         with self._mutex:
@@ -222,9 +253,10 @@ class WriteGate:
             if self._depth > 0:
                 return
             # The writer lock file stays with the process only for the next intake.
-            if self._os_held and not self._urgent:
+            if self._os_held and (not self._urgent or self._others_waiting()):
                 fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
                 self._os_held = False
+                self._yielded = bool(self._urgent)
             queue = self._urgent or self._normal
             if not queue:
                 self._owner, self._depth = None, 0

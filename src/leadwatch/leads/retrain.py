@@ -1,20 +1,31 @@
 """Retraining the sale-probability model from the stored leads, in the background of the
 server: read the leads, train, save, re-score the open leads, activate.
 
-One retrain at a time per process (a second is refused while one runs), its progress kept in
-a `RetrainJobs` object that every request of the process reads. A retrain that fails leaves
-the model that was active before it active: the new version is activated only together with
-the re-scoring's commit.
+One retrain at a time for the whole installation: `serve` runs several API processes, and a
+retrain started through one is shown, and refused a second time, by all of them. The job's
+progress is a small JSON file in the home's models folder, replaced at every step, and a
+lock file beside it is held while it runs (the lock goes with its process, so a server
+killed mid-retrain leaves no job "running" forever: the next look reports it stopped). A
+retrain that fails leaves the model that was active before it active: the new version is
+activated only together with the re-scoring's commit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process only
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,7 +44,7 @@ TRAINING_START, TRAINING_END, RESCORING_START = 0.05, 0.85, 0.9
 
 
 class RetrainRunningError(Exception):
-    """A retrain is already running in this process."""
+    """A retrain is already running (in this process or another of the installation)."""
 
 
 class NotEnoughLeadsError(ValueError):
@@ -70,18 +81,40 @@ class RetrainJob:
 
 
 class RetrainJobs:
-    """The retrain of this process: at most one runs, on a thread of its own."""
+    """The installation's retrain: at most one runs, on a thread of the process that started
+    it. With ``folder`` (the models folder), every process of the installation sees it;
+    without, this process only (tests)."""
 
-    def __init__(self, clock: Callable[[], datetime]) -> None:
+    STATE = "retrain-job.json"
+    LOCK = "retrain.lock"
+
+    def __init__(self, clock: Callable[[], datetime], folder: Path | None = None) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._job: RetrainJob | None = None
         self._thread: threading.Thread | None = None
+        self._folder = folder if fcntl is not None else None
+        self._held = -1  # the lock file, open and locked while this process runs a retrain
 
     def current(self) -> RetrainJob | None:
         """The running retrain, or the last one to finish (None before the first)."""
         with self._lock:
-            return self._job
+            if self._folder is None or self._held >= 0:
+                return self._job  # ours (or the only process): the freshest copy is here
+        job = self._read()
+        if job is None or not job.running or self._running_elsewhere():
+            return job
+        # Running on paper, but no process holds the lock: the one running it has died.
+        # Read once more: it may have finished between the two looks.
+        job = self._read()
+        if job is not None and job.running:
+            return replace(
+                job,
+                state="failed",
+                error="the server process running this retrain stopped before it finished; "
+                "the model that was active before it is still active",
+            )
+        return job
 
     def start(
         self, *, model_type: str, started_by: str, work: Callable[[Progress], RetrainResult]
@@ -89,13 +122,15 @@ class RetrainJobs:
         """Run ``work`` (given a progress callback) on a new thread; refused while one runs."""
         with self._lock:
             if self._job is not None and self._job.running:
-                raise RetrainRunningError(
-                    f"a retrain ({self._job.model_type}, started by {self._job.started_by}) is "
-                    "already running; wait for it to finish"
-                )
-            number = self._job.number + 1 if self._job is not None else 1
+                raise _running(self._job)
+            if self._folder is not None:
+                self._take_lock()
+                last = self._read()
+            else:
+                last = self._job
+            number = last.number + 1 if last is not None else 1
             job = RetrainJob(number, model_type, started_by, self._clock())
-            self._job = job
+            self._set(job)
             self._thread = threading.Thread(
                 target=self._run, args=(number, work), name=f"retrain-{number}", daemon=True
             )
@@ -126,21 +161,108 @@ class RetrainJobs:
             else:
                 log.warning("retrain %d failed: %s", number, error)
             self._update(number, state="failed", error=error, finished_at=self._clock())
-            return
-        log.info("retrain %d done: model %s", number, result.version)
-        self._update(
-            number,
-            state="done",
-            stage="done",
-            fraction=1.0,
-            result=result,
-            finished_at=self._clock(),
-        )
+        else:
+            log.info("retrain %d done: model %s", number, result.version)
+            self._update(
+                number,
+                state="done",
+                stage="done",
+                fraction=1.0,
+                result=result,
+                finished_at=self._clock(),
+            )
+        finally:
+            with self._lock:
+                self._give_lock_back()
 
     def _update(self, number: int, **changes: Any) -> None:
         with self._lock:
             if self._job is not None and self._job.number == number:
-                self._job = replace(self._job, **changes)
+                self._set(replace(self._job, **changes))
+
+    # ---- shared between processes --------------------------------------------------------
+
+    def _set(self, job: RetrainJob) -> None:
+        """The new snapshot, here and (atomically replaced) in the folder. Called locked."""
+        self._job = job
+        if self._folder is None:
+            return
+        temporary = self._folder / f".{self.STATE}.{os.getpid()}"
+        temporary.write_text(json.dumps(_job_to_json(job)), encoding="utf-8")
+        os.replace(temporary, self._folder / self.STATE)
+
+    def _read(self) -> RetrainJob | None:
+        assert self._folder is not None
+        try:
+            text = (self._folder / self.STATE).read_text(encoding="utf-8")
+            return _job_from_json(json.loads(text))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:  # a file from another version
+            log.warning("ignoring the unreadable retrain job file: %s", exc)
+            return None
+
+    def _take_lock(self) -> None:
+        assert self._folder is not None
+        self._folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._folder / self.LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            other = self._read()
+            raise _running(other) from None
+        self._held = fd
+
+    def _give_lock_back(self) -> None:
+        if self._held >= 0:
+            os.close(self._held)  # closing the file releases its lock
+            self._held = -1
+
+    def _running_elsewhere(self) -> bool:
+        assert self._folder is not None
+        try:
+            fd = os.open(self._folder / self.LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+def _running(job: RetrainJob | None) -> RetrainRunningError:
+    if job is None:
+        return RetrainRunningError("a retrain is already running; wait for it to finish")
+    return RetrainRunningError(
+        f"a retrain ({job.model_type}, started by {job.started_by}) is already running; "
+        "wait for it to finish"
+    )
+
+
+def _job_to_json(job: RetrainJob) -> dict[str, Any]:
+    data = asdict(job)
+    for key in ("started_at", "finished_at"):
+        data[key] = data[key].isoformat() if data[key] is not None else None
+    plain: dict[str, Any] = json.loads(json.dumps(data, default=_plain))
+    return plain
+
+
+def _plain(value: Any) -> Any:
+    """numpy numbers in a training report, as plain numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _job_from_json(data: dict[str, Any]) -> RetrainJob:
+    result = data.pop("result", None)
+    for key in ("started_at", "finished_at"):
+        data[key] = datetime.fromisoformat(data[key]) if data.get(key) else None
+    return RetrainJob(**data, result=RetrainResult(**result) if result is not None else None)
 
 
 def failure_message(exc: Exception) -> str | None:
