@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -112,15 +112,21 @@ def watch_safely(
     lead_ids: Sequence[int],
     runtime: RuntimeSource,
     now: datetime,
+    new_ids: Collection[int] = (),
 ) -> service.WatchCounts | None:
     """Intake's escalation pass. It runs in a savepoint: if it fails, the leads stay stored
-    (and the sweep picks them up) rather than the whole intake failing."""
+    (and the sweep picks them up) rather than the whole intake failing. ``new_ids``: the
+    leads this unit of work inserted (`service.watch`)."""
     if not lead_ids:
         return None
     try:
         with db_session.begin_nested():
             return service.watch(
-                db_session=db_session, lead_ids=lead_ids, runtime=runtime(db_session), now=now
+                db_session=db_session,
+                lead_ids=lead_ids,
+                runtime=runtime(db_session),
+                now=now,
+                new_ids=new_ids,
             )
     except Exception:  # never lose leads over an escalation failure
         log.exception("escalating %d new leads failed; the sweep will retry", len(lead_ids))

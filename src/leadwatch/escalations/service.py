@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -340,12 +340,20 @@ def _message_data(card: LeadCard, *, level: str, claim_url: str, now: datetime) 
 
 
 def watch(
-    *, db_session: Session, lead_ids: Sequence[int], runtime: Runtime, now: datetime
+    *,
+    db_session: Session,
+    lead_ids: Sequence[int],
+    runtime: Runtime,
+    now: datetime,
+    new_ids: Collection[int] = (),
 ) -> WatchCounts:
     """Bring the escalations of these leads up to date: stop them when the lead has been
     contacted, sold or lost; start one for an at-risk open lead; move one up to a worse
     level. Duplicates of a shopper act on the original lead's single escalation. Steps due
-    at once (a critical lead's first step) run here, in the same unit of work."""
+    at once (a critical lead's first step) run here, in the same unit of work.
+
+    ``new_ids``: leads inserted by this unit of work, which can have no escalation yet (one
+    started by another process meanwhile is refused by the unique active lead id)."""
     counts = WatchCounts()
     rows = _read_leads(db_session, lead_ids)
     roots = {row.duplicate_of_id or row.id for row in rows.values()}
@@ -354,7 +362,8 @@ def watch(
         rows.update(_read_leads(db_session, missing))
     live: dict[int, Escalation] = {}
     ended: dict[int, list[tuple[str, str]]] = {}
-    for found in db_session.scalars(_ESCALATIONS_OF, {"ids": sorted(roots)}):
+    known = sorted(roots.difference(new_ids))
+    for found in db_session.scalars(_ESCALATIONS_OF, {"ids": known}) if known else ():
         if found.active_lead_id is not None:
             live[found.lead_id] = found
         else:
@@ -463,6 +472,11 @@ def _start(
     if state.due_at is not None and state.due_at <= now:
         first = runtime.config.decide(state, plan, _facts(lead), timezone=lead.timezone, now=now)
         decisions.append(first)
+    # Inserted in the state its first step leaves it in (one statement, not an insert and
+    # an update), unless that step ends it: the insert must still claim the active lead.
+    last = decisions[-1]
+    settled = last.state.status not in engine.ENDED
+    inserted = last if settled else decisions[0]
     values = {
         "lead_id": lead.id,
         "active_lead_id": lead.id,
@@ -473,7 +487,7 @@ def _start(
         "settings_version": plan.settings_version,
         "run_token": secrets.token_hex(16),
         "started_at": now,
-        **_state_values(state, now, plan.why),
+        **_state_values(inserted.state, now, inserted.reason),
     }
     statement = _start_statement(db_session.get_bind().dialect.name)
     new_id = db_session.execute(statement, values).scalar_one_or_none()
@@ -482,8 +496,7 @@ def _start(
     level = plan.level.value
     for decision in decisions:
         _record(db_session, new_id, lead.id, level, 0, decision, lead=lead, runtime=runtime)
-    last = decisions[-1]
-    if len(decisions) > 1:
+    if not settled:
         db_session.execute(
             _UPDATE_ESCALATION, {"b_id": new_id, **_state_values(last.state, now, last.reason)}
         )

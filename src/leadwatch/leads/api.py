@@ -153,7 +153,11 @@ def _ingest_body(
         # ...and escalated in it too: a critical lead's first message is in the outbox when
         # this request returns.
         watch_safely(
-            db_session=db_session, lead_ids=[s.lead_id for s in stored], runtime=runtime, now=now
+            db_session=db_session,
+            lead_ids=[s.lead_id for s in stored],
+            runtime=runtime,
+            now=now,
+            new_ids={s.lead_id for s in stored if s.outcome == "imported"},
         )
     payload = counts.as_dict()
     payload["leads"] = [

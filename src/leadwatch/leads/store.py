@@ -35,6 +35,7 @@ from leadwatch.leads.models import Lead, LeadEvent
 
 Outcome = Literal["imported", "updated", "linked"]
 IN_BATCH = 2_000  # keeps IN (...) lists well under SQLite's bound-parameter limit
+FEW = 16  # up to this many new leads, inserted one by one with their ids returned
 
 leads_table = cast(Table, Lead.__table__)
 events_table = cast(Table, LeadEvent.__table__)
@@ -277,14 +278,13 @@ def _insert_new(
     ]
     to_stored, to_sibling = _find_originals(db_session, rows, window)
     conn = db_session.connection()
-    bulk.insert_rows(
-        conn,
-        leads_table,
-        INSERT_COLUMNS,
-        [(*row, to_stored.get(i), now) for i, row in enumerate(rows)],
-    )
-    ids_by_key = _existing_ids(db_session, [lead for _, lead in new])
-    ids = [ids_by_key[(lead.source_system, lead.external_id)] for _, lead in new]
+    values = [(*row, to_stored.get(i), now) for i, row in enumerate(rows)]
+    if len(values) <= FEW:  # an API intake: the ids come back with the inserts
+        ids = bulk.insert_returning_ids(conn, leads_table, INSERT_COLUMNS, values)
+    else:  # a batch or an import: the bulk path, then the ids read back in a few queries
+        bulk.insert_rows(conn, leads_table, INSERT_COLUMNS, values)
+        ids_by_key = _existing_ids(db_session, [lead for _, lead in new])
+        ids = [ids_by_key[(lead.source_system, lead.external_id)] for _, lead in new]
     if to_sibling:
         conn.execute(
             update(leads_table)
