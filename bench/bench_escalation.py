@@ -185,14 +185,14 @@ def intake(
     seconds: float = 30.0,
     history_leads: int = 20_000,
     worker: str = "child",
-    processes: int | None = None,
+    api_processes: int | None = None,
     senders: int = SENDERS,
 ) -> dict[str, Any]:
     """``worker``: "child" is the embedded default, `serve` with its worker in a child
     process; "thread" runs that worker in a thread of `serve` instead; "process" runs
     `serve --no-worker` beside a `leadwatch worker` started by hand; "none" runs `serve
     --no-worker` alone (nothing delivers: the server's own share of the latency).
-    ``processes``: `serve --processes` (None: its default). ``senders``: how many clients
+    ``api_processes``: `serve --processes` (None: its default). ``senders``: how many clients
     take turns posting, each with its own connections (lead providers and CRMs are separate
     systems); 1 is a single client whose pool shares a few keep-alive connections."""
     home = WORK / "escalation-intake"
@@ -200,8 +200,8 @@ def intake(
     port = _free_port()
     serve = [str(LEADWATCH), "serve", "--port", str(port)]
     serve += {"child": [], "thread": ["--worker-in", "thread"]}.get(worker, ["--no-worker"])
-    if processes is not None:
-        serve += ["--processes", str(processes)]
+    if api_processes is not None:
+        serve += ["--processes", str(api_processes)]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [subprocess.Popen(serve, env=env, **quiet)]  # type: ignore[call-overload]
     if worker == "process":
@@ -231,7 +231,7 @@ def intake(
     messages = _count(home, "SELECT count(*) FROM outbox")
     return {
         "benchmark": "intake to escalation recorded (SQLite, " + _WORKER_SAYS[worker] + ")",
-        "api_processes": processes or _default_processes(),
+        "api_processes": api_processes or _default_processes(),
         "senders": senders,
         "rate_per_second": rate,
         "requests": len(latencies) + failures,
@@ -462,7 +462,7 @@ def _fresh_pg_database(name: str) -> str:
 def run(backends: list[str]) -> list[dict[str, Any]]:
     results = [decisions()]
     print(json.dumps(results[-1]), file=sys.stderr)
-    for rate, worker, processes, senders in [
+    for rate, worker, api_processes, senders in [
         (100.0, "child", None, SENDERS),  # the target, as shipped
         (100.0, "child", None, 1),  # one client's few keep-alive connections
         (100.0, "child", 1, SENDERS),  # one API process
@@ -470,7 +470,9 @@ def run(backends: list[str]) -> list[dict[str, Any]]:
         (100.0, "thread", 1, SENDERS),  # the worker in the server's own process
         (100.0, "none", None, SENDERS),  # the server's own share
     ]:
-        results.append(intake(rate=rate, worker=worker, processes=processes, senders=senders))
+        results.append(
+            intake(rate=rate, worker=worker, api_processes=api_processes, senders=senders)
+        )
         print(json.dumps(results[-1]), file=sys.stderr)
     for backend in backends:
         results.append(lateness(backend))
