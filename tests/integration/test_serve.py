@@ -47,16 +47,21 @@ def demo_home(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
     yield env, token.group(1)
 
 
-def test_served_api_answers_over_http(demo_home: tuple[dict[str, str], str]) -> None:
-    env, token = demo_home
-    port = free_port()
-    server = subprocess.Popen(
+def two_api_processes(env: dict[str, str], port: int, output: int) -> subprocess.Popen[str]:
+    """`leadwatch serve` with two API processes (and, on SQLite, its worker)."""
+    return subprocess.Popen(
         [str(LEADWATCH), "serve", "--port", str(port), "--processes", "2"],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_served_api_answers_over_http(demo_home: tuple[dict[str, str], str]) -> None:
+    env, token = demo_home
+    port = free_port()
+    server = two_api_processes(env, port, subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -184,13 +189,7 @@ def test_the_api_processes_leave_when_their_server_is_killed(
     demo_home: tuple[dict[str, str], str],
 ) -> None:
     env, _ = demo_home
-    port = free_port()
-    server = subprocess.Popen(
-        [str(LEADWATCH), "serve", "--port", str(port), "--processes", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = two_api_processes(env, free_port(), subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while len(children := _children(server.pid)) < 3:

@@ -25,26 +25,16 @@ def insert_rows(
     """Insert `rows` (tuples in `columns` order) into `table`."""
     if not rows:
         return
-    quote = conn.dialect.identifier_preparer.quote
-    names = ", ".join(quote(c) for c in columns)
-    target = quote(table.name)
-    dbapi = conn.connection.driver_connection
-    if dbapi is None:
-        raise RuntimeError("connection is closed")
-    postgres = conn.dialect.name == "postgresql"
-    pick = _pg_converter if postgres else _sqlite_converter
-    convert = _row_converter([pick(table.c[c].type) for c in columns])
-    if postgres:
-        with dbapi.cursor() as cursor, cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+    target = _Target(conn, table, columns)
+    if target.postgres:
+        copy_sql = f"COPY {target.table} ({target.names}) FROM STDIN"
+        with target.dbapi.cursor() as cursor, cursor.copy(copy_sql) as copy:
             for row in rows:
-                copy.write_row(convert(row))
+                copy.write_row(target.convert(row))
         return
-    marks = ", ".join("?" for _ in columns)
-    cursor = dbapi.cursor()
+    cursor = target.dbapi.cursor()
     try:
-        cursor.executemany(
-            f"INSERT INTO {target} ({names}) VALUES ({marks})", [convert(row) for row in rows]
-        )
+        cursor.executemany(target.insert_sql(), [target.convert(row) for row in rows])
     finally:
         cursor.close()
 
@@ -54,25 +44,38 @@ def insert_returning_ids(
 ) -> list[int]:
     """Insert a few `rows` one statement each and return their ids, in order: an API intake
     learns its lead's id without reading it back."""
-    quote = conn.dialect.identifier_preparer.quote
-    names = ", ".join(quote(c) for c in columns)
-    dbapi = conn.connection.driver_connection
-    if dbapi is None:
-        raise RuntimeError("connection is closed")
-    postgres = conn.dialect.name == "postgresql"
-    pick = _pg_converter if postgres else _sqlite_converter
-    convert = _row_converter([pick(table.c[c].type) for c in columns])
-    marks = ", ".join(("%s" if postgres else "?") for _ in columns)
-    sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks}) RETURNING id"
+    target = _Target(conn, table, columns)
+    sql = target.insert_sql() + " RETURNING id"
     ids: list[int] = []
-    cursor = dbapi.cursor()
+    cursor = target.dbapi.cursor()
     try:
         for row in rows:
-            cursor.execute(sql, convert(row))
+            cursor.execute(sql, target.convert(row))
             ids.append(int(cursor.fetchone()[0]))
     finally:
         cursor.close()
     return ids
+
+
+class _Target:
+    """A table and columns as the driver of `conn`'s own DBAPI connection takes them."""
+
+    def __init__(self, conn: Connection, table: Table, columns: Sequence[str]) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        self.names = ", ".join(quote(c) for c in columns)
+        self.table = quote(table.name)
+        dbapi = conn.connection.driver_connection
+        if dbapi is None:
+            raise RuntimeError("connection is closed")
+        self.dbapi: Any = dbapi
+        self.postgres = conn.dialect.name == "postgresql"
+        pick = _pg_converter if self.postgres else _sqlite_converter
+        self.convert = _row_converter([pick(table.c[c].type) for c in columns])
+        self.width = len(columns)
+
+    def insert_sql(self) -> str:
+        marks = ", ".join(["%s" if self.postgres else "?"] * self.width)
+        return f"INSERT INTO {self.table} ({self.names}) VALUES ({marks})"
 
 
 Converter = Callable[[Any], Any] | None
