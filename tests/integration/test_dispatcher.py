@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadwatch.db.engine import unit_of_work
@@ -420,3 +420,38 @@ def test_each_fallback_stands_alone_a_failing_one_undoes_only_itself(
         errors = {m.id: m.last_error for m in db_session.scalars(select(OutboxMessage)).all()}
     assert errors[seen[0]] == errors[seen[2]] == "fell back"
     assert errors[seen[1]] == "550 no such user"  # only the broken one was undone
+
+
+def test_a_provider_id_goes_ahead_of_the_batch_only_where_receipts_come_back(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Twilio's receipts are matched by the message's SID, so it is stored the moment the
+    send returns; other channels' ids (an in-app message's inbox row) wait for the batch, one
+    write fewer per message for every process that waits on the database's write lock."""
+    engine = session_factory.kw["bind"]
+    commits: dict[bool, int] = {}
+    for receipts in (True, False):
+        ids = add_messages(session_factory, 3, channel="sms", address="+15550100001")
+        sent = DeliveryResult(Outcome.SENT, "queued", provider_id=f"SM-{receipts}")
+        channel = Scripted("sms", {"+15550100001": [sent]})
+        if receipts:
+            channel.receipts = True  # type: ignore[attr-defined]
+        seen: list[int] = []
+
+        def count(_conn: Any, seen: list[int] = seen) -> None:
+            seen.append(1)
+
+        event.listen(engine, "commit", count)
+        try:
+            worker = dispatcher(session_factory, Clock(NOW), channel)
+            assert worker.run_once().sent == 3
+            worker.close()
+        finally:
+            event.remove(engine, "commit", count)
+        commits[receipts] = len(seen)
+        with unit_of_work(session_factory) as db_session:
+            stored = db_session.scalars(
+                select(OutboxMessage.provider_id).where(OutboxMessage.id.in_(ids))
+            ).all()
+        assert stored == [f"SM-{receipts}"] * 3  # with the batch's outcomes either way
+    assert commits[True] == commits[False] + 3

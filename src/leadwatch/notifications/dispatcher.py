@@ -232,7 +232,10 @@ class Dispatcher:
                 result = DeliveryResult(
                     Outcome.RETRY, f"channel error: {type(exc).__name__}: {exc}"
                 )
-            if result.provider_id and result.outcome is Outcome.SENT:
+            # Only a provider that reports back needs the id before the batch's outcomes (an
+            # in-app message's inbox row needs no early write: half the worker's transactions).
+            early = getattr(channel, "receipts", False)
+            if early and result.provider_id and result.outcome is Outcome.SENT:
                 self._note_provider_id(item.row["id"], token, result.provider_id)
         return result, (time.perf_counter() - started) * 1000
 

@@ -48,6 +48,10 @@ class DeliveryResult:
 
 
 class Channel(Protocol):
+    """A way to send. A channel whose provider reports back (delivery receipts matched by
+    `DeliveryResult.provider_id`) says so with a class attribute ``receipts = True``; the
+    dispatcher then stores the provider id at once instead of with its batch's outcomes."""
+
     name: str
 
     def send(self, message: OutgoingMessage) -> DeliveryResult: ...

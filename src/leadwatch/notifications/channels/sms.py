@@ -46,6 +46,7 @@ def normalize_phone(address: str) -> str | None:
 
 class TwilioSmsChannel(HttpChannel):
     name = "sms"
+    receipts = True  # Twilio's status callbacks name the message by its SID
 
     def __init__(
         self,
