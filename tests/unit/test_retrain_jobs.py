@@ -110,7 +110,7 @@ def test_a_retrain_whose_process_was_killed_shows_as_stopped_and_frees_the_next(
         time.sleep(0.05)  # the kernel lets go of a killed process's locks at once, but be fair
         stopped = jobs.current()
     assert stopped is not None and stopped.state == "failed"
-    assert stopped.error is not None and "stopped before it finished" in stopped.error
+    assert stopped.error is not None and "stopped before it reported the end" in stopped.error
     jobs.start(model_type="auto", started_by="bo@riverside.example", work=lambda _: result("v2"))
     jobs.join(10)
     after = jobs.current()

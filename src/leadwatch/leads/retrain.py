@@ -111,8 +111,8 @@ class RetrainJobs:
             return replace(
                 job,
                 state="failed",
-                error="the server process running this retrain stopped before it finished; "
-                "the model that was active before it is still active",
+                error="the server process running this retrain stopped before it reported "
+                "the end; the Model page shows which model is active",
             )
         return job
 
@@ -130,11 +130,16 @@ class RetrainJobs:
                 last = self._job
             number = last.number + 1 if last is not None else 1
             job = RetrainJob(number, model_type, started_by, self._clock())
-            self._set(job)
-            self._thread = threading.Thread(
-                target=self._run, args=(number, work), name=f"retrain-{number}", daemon=True
-            )
-            self._thread.start()
+            try:
+                self._set(job)
+                self._thread = threading.Thread(
+                    target=self._run, args=(number, work), name=f"retrain-{number}", daemon=True
+                )
+                self._thread.start()
+            except BaseException:  # not started after all: the next try must not be refused
+                self._job = None
+                self._give_lock_back()
+                raise
         log.info("retrain %d (%s) started by %s", number, model_type, started_by)
         return job
 
