@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 
 from bench_import import LEADWATCH, PG_ADMIN_URL, WORK
+from leadwatch.api_processes import default_count
 
 PEOPLE = [
     {"key": "dana", "name": "Dana Reyes", "email": "dana@example.com", "phone": "+15550100001"},
@@ -231,7 +232,7 @@ def intake(
     messages = _count(home, "SELECT count(*) FROM outbox")
     return {
         "benchmark": "intake to escalation recorded (SQLite, " + _WORKER_SAYS[worker] + ")",
-        "api_processes": api_processes or _default_processes(),
+        "api_processes": api_processes or default_count(),
         "senders": senders,
         "rate_per_second": rate,
         "requests": len(latencies) + failures,
@@ -247,10 +248,6 @@ def intake(
 
 
 WARM_SECONDS = 5.0  # at the measured rate, before the measured seconds
-
-
-def _default_processes() -> int:
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 _WORKER_SAYS = {

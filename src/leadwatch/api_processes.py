@@ -30,6 +30,11 @@ from leadwatch.processes import Supervised, leave_when_orphaned, settle_heap
 log = logging.getLogger(__name__)
 
 
+def default_count() -> int:
+    """Two API processes where there are two cores or more, else one."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 def check_port_free(host: str, port: int) -> None:
     """Raises OSError (EADDRINUSE...) when something already listens on host:port."""
     with socket.socket(_family(host), socket.SOCK_STREAM) as probe:

@@ -552,9 +552,7 @@ def serve(
     settings = load_settings()
     run_worker = settings.is_embedded if worker is None else worker
     where = worker_in if run_worker else None
-    if processes is None:
-        processes = 1 if where is WorkerIn.thread else default_api_processes()
-    elif processes > 1 and where is WorkerIn.thread:
+    if processes is not None and processes > 1 and where is WorkerIn.thread:
         raise fail(
             "--worker-in thread runs the worker inside the one API process: use --processes 1, "
             "or leave the worker in its own process (the default)"
@@ -562,12 +560,6 @@ def serve(
     _serve(
         settings, host or settings.host, port or settings.port, worker=where, processes=processes
     )
-
-
-def default_api_processes() -> int:
-    import os
-
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 def _serve(
@@ -580,14 +572,21 @@ def _serve(
 ) -> None:
     """Serve with the worker beside the API (a child process, or a thread of the one API
     process). Several API processes are children of this one (`api_processes`), which then
-    only watches over them."""
+    only watches over them. ``processes``: None for the default (one with the worker in a
+    thread)."""
     import uvicorn
 
-    from leadwatch.api_processes import ApiProcesses, check_port_free, wait_for_stop_signal
+    from leadwatch.api_processes import (
+        ApiProcesses,
+        check_port_free,
+        default_count,
+        wait_for_stop_signal,
+    )
     from leadwatch.app import create_app
     from leadwatch.escalations.worker_process import WorkerProcess, settle_heap
 
-    processes = processes or default_api_processes()
+    if processes is None:
+        processes = 1 if worker is WorkerIn.thread else default_count()
     engine = _engine(settings)  # the embedded database upgraded before any process uses it
     api: ApiProcesses | None = None
     if processes > 1:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -17,12 +16,8 @@ from typing import Any, cast
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-try:
-    import fcntl
-except ImportError:  # Windows: the gate works inside one process only
-    fcntl = None  # type: ignore[assignment]
-
 from leadwatch.config import Settings
+from leadwatch.filelocks import close_all, fcntl, open_lock_file, try_flock
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +135,14 @@ class WriteGate:
         self._checkpointing = threading.Lock()
         self._trim_armed = False
         if lock_path is not None and fcntl is not None:
-            self._writer_fd = _lock_file(lock_path.with_name(lock_path.name + "-writer.lock"))
-            self._waiting_fd = _lock_file(lock_path.with_name(lock_path.name + "-writer.wait"))
+            self._writer_fd = open_lock_file(lock_path.with_name(lock_path.name + "-writer.lock"))
+            self._waiting_fd = open_lock_file(lock_path.with_name(lock_path.name + "-writer.wait"))
             intake = lock_path.with_name(lock_path.name + "-intake.lock")
             # Two open files: flock locks belong to the open file, so probing on the second
             # sees this process's own intake too, like any other process's.
-            self._intake_fd, self._probe_fd = _lock_file(intake), _lock_file(intake)
+            self._intake_fd, self._probe_fd = open_lock_file(intake), open_lock_file(intake)
             fds = (self._writer_fd, self._waiting_fd, self._intake_fd, self._probe_fd)
-            weakref.finalize(self, _close_all, fds)
+            weakref.finalize(self, close_all, fds)
 
     # ---- intake first --------------------------------------------------------------------
 
@@ -175,7 +170,7 @@ class WriteGate:
             self._quiet.wait_for(lambda: self._in_flight == 0, timeout=self.max_wait)
         if self._probe_fd < 0:
             return
-        while not _try_flock(self._probe_fd, fcntl.LOCK_EX):  # another process's intake
+        while not try_flock(self._probe_fd, fcntl.LOCK_EX):  # another process's intake
             if time.monotonic() >= deadline:
                 return
             time.sleep(self.POLL * 2)
@@ -218,7 +213,7 @@ class WriteGate:
             give_until = time.monotonic() + self.YIELD
             while self._others_waiting() and time.monotonic() < give_until:
                 time.sleep(self.POLL / 5)
-        if _try_flock(self._writer_fd, fcntl.LOCK_EX):
+        if try_flock(self._writer_fd, fcntl.LOCK_EX):
             self._os_held = True
             return
         # Only the gate's owner thread gets here, so one "waiting" lock per process will do;
@@ -227,7 +222,7 @@ class WriteGate:
         if urgent:
             fcntl.flock(self._waiting_fd, fcntl.LOCK_SH)
         try:
-            while not _try_flock(self._writer_fd, fcntl.LOCK_EX):
+            while not try_flock(self._writer_fd, fcntl.LOCK_EX):
                 if time.monotonic() >= deadline:
                     self.release()  # the next in this process may have better luck
                     raise sqlite3.OperationalError(
@@ -242,7 +237,7 @@ class WriteGate:
 
     def _others_waiting(self) -> bool:
         """Whether another process waits for the writer lock (holds the "waiting" file)."""
-        if not _try_flock(self._waiting_fd, fcntl.LOCK_EX):
+        if not try_flock(self._waiting_fd, fcntl.LOCK_EX):
             return True
         fcntl.flock(self._waiting_fd, fcntl.LOCK_UN)
         return False
@@ -329,26 +324,6 @@ class WriteGate:
                 connection.close()
         except sqlite3.Error as exc:  # the next look tries again
             log.warning("%s checkpoint of %s failed: %s", mode, self._database, exc)
-
-
-def _lock_file(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-
-
-def _close_all(fds: tuple[int, ...]) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-def _try_flock(fd: int, operation: int) -> bool:
-    try:
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 # Statements that never start a write transaction: they pass the gate.

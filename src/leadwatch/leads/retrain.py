@@ -22,14 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-try:
-    import fcntl
-except ImportError:  # Windows: one process only
-    fcntl = None  # type: ignore[assignment]
-
 from sqlalchemy.orm import Session, sessionmaker
 
 from leadwatch.db.engine import unit_of_work
+from leadwatch.filelocks import fcntl, open_lock_file, try_flock
 from leadwatch.leads.export import lead_frame
 from leadwatch.leads.scoring import score_open_leads
 
@@ -210,13 +206,10 @@ class RetrainJobs:
     def _take_lock(self) -> None:
         assert self._folder is not None
         self._folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._folder / self.LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fd = open_lock_file(self._folder / self.LOCK)
+        if not try_flock(fd, fcntl.LOCK_EX):
             os.close(fd)
-            other = self._read()
-            raise _running(other) from None
+            raise _running(self._read())
         self._held = fd
 
     def _give_lock_back(self) -> None:
@@ -227,16 +220,13 @@ class RetrainJobs:
     def _running_elsewhere(self) -> bool:
         assert self._folder is not None
         try:
-            fd = os.open(self._folder / self.LOCK, os.O_RDWR | os.O_CLOEXEC)
+            fd = open_lock_file(self._folder / self.LOCK, create=False)
         except FileNotFoundError:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
+            return not try_flock(fd, fcntl.LOCK_SH)
         finally:
             os.close(fd)
-        return False
 
 
 def _running(job: RetrainJob | None) -> RetrainRunningError:
