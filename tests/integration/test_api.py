@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from leadwatch.app import create_app
@@ -20,6 +20,7 @@ from leadwatch.auth import service as auth_service
 from leadwatch.config import Settings
 from leadwatch.db.engine import make_session_factory, unit_of_work
 from leadwatch.deps import SessionDep
+from leadwatch.leads.models import ImportBatch
 from tests.conftest import FIXED_NOW
 
 ADF = """<?xml version="1.0"?>
@@ -134,7 +135,7 @@ def test_post_one_lead_then_again_updates(client: TestClient) -> None:
     assert [e["type"] for e in lead["events"]] == ["created"]
 
 
-def test_batch_with_a_bad_record_keeps_the_good_ones(client: TestClient) -> None:
+def test_batch_with_a_bad_record_keeps_the_good_ones(client: TestClient, engine: Engine) -> None:
     batch = [one_lead("B-1"), one_lead("B-2", created_at="yesterday-ish"), one_lead("B-3"), 42]
     response = client.post("/api/v1/leads", json=batch)
     assert response.status_code == 201
@@ -146,6 +147,13 @@ def test_batch_with_a_bad_record_keeps_the_good_ones(client: TestClient) -> None
     assert rejected["total"] == 2
     assert any("yesterday-ish" in item["raw"] for item in rejected["items"])
     assert client.get("/api/v1/leads").json()["total"] == 2
+    # The request's batch: written once it was over, and what its rejects point at.
+    with unit_of_work(make_session_factory(engine)) as db_session:
+        (batch,) = db_session.scalars(select(ImportBatch)).all()
+        counts = (batch.imported, batch.updated, batch.linked, batch.rejected)
+        assert (batch.source, batch.format, counts) == ("api:json", "json", (2, 0, 0, 2))
+        assert batch.started_at == batch.finished_at == FIXED_NOW
+    assert {item["batch_id"] for item in rejected["items"]} == {batch.id}
 
 
 def test_all_rejected_is_422_and_still_quarantined(client: TestClient) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -220,3 +223,126 @@ def test_cli_import_escalates_fresh_open_leads_and_passes_over_old_ones(
             select(Lead.external_id).join(Escalation, Escalation.lead_id == Lead.id)
         ).all()
     assert escalated == ["F-1"]
+
+
+def _intake_leads() -> list[tuple[int, Any]]:
+    """A few leads as an API intake brings them: open ones in two time zones, a contacted
+    one, a sold one, and a repeat shopper (linked to an earlier one, so not scored)."""
+    from datetime import timedelta
+
+    from leadwatch.core.leads import Customer, EventType, LeadEventIn, LeadIn, Vehicle
+
+    leads = []
+    for i in range(6):
+        created = FIXED_NOW - timedelta(hours=5 * i + 1)
+        events: tuple[LeadEventIn, ...] = (LeadEventIn(EventType.CREATED, created),)
+        if i == 2:
+            events += (LeadEventIn(EventType.CONTACTED, created + timedelta(minutes=9)),)
+        if i == 3:
+            events += (LeadEventIn(EventType.SOLD, created + timedelta(hours=2)),)
+        leads.append(
+            LeadIn(
+                source_system="t",
+                external_id=f"I-{i}",
+                created_at=created,
+                dealership="Harbor Auto" if i % 2 else None,
+                rep=["Ana Ruiz", None, "New Person"][i % 3],
+                lead_source=["Website", "Facebook", "Referral"][i % 3],
+                vehicles=(Vehicle(make="Toyota", model="Camry", price=Decimal("31500")),),
+                customer=Customer(full_name=f"Shopper {i}", emails=(f"i{i}@example.com",)),
+                events=events,
+            )
+        )
+    repeat = dataclasses.replace(leads[0], external_id="I-repeat", source_system="other")
+    return [(n + 1, lead) for n, lead in enumerate([*leads, repeat])]
+
+
+def test_scores_given_at_insert_equal_the_scores_of_a_stored_lead(
+    engine: Engine, scored_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API intake scores its new leads from their values before inserting them: the scores
+    must be those that scoring the stored lead gives, and the view handed to escalation must
+    be what escalation would read back."""
+    from leadwatch.escalations import service as escalation_service
+    from leadwatch.leads import scoring
+    from leadwatch.leads.directory import DealershipDirectory, ensure_dealership
+    from leadwatch.leads.store import store_leads
+
+    factory = make_session_factory(engine)
+    active = scoring.ActiveModel(lambda: store_for(scored_settings.home, None))
+    with unit_of_work(factory) as db_session:
+        ensure_dealership(db_session=db_session, name="Harbor Auto", timezone="Asia/Tokyo")
+    with unit_of_work(factory) as db_session:
+        directory = DealershipDirectory(
+            default_name="Riverside Motors", default_timezone="America/Chicago"
+        ).load(db_session=db_session)
+        stored = store_leads(
+            db_session=db_session,
+            leads=_intake_leads(),
+            directory=directory,
+            now=FIXED_NOW,
+            score_new=scoring.score_before_insert(active, FIXED_NOW),
+        )
+    outcomes = {s.external_id: (s.outcome, s.scored) for s in stored}
+    assert outcomes["I-repeat"] == ("linked", False)
+    assert all(outcomes[f"I-{i}"] == ("imported", True) for i in range(6))
+    columns = (Lead.external_id, Lead.sale_probability_14d, Lead.sale_probability_30d)
+    columns += (Lead.risk_level, Lead.top_factors, Lead.scored_at, Lead.model_version)
+
+    def scores() -> dict[str, tuple[Any, ...]]:
+        with unit_of_work(factory) as db_session:
+            return {row[0]: tuple(row[1:]) for row in db_session.execute(select(*columns))}
+
+    at_insert = scores()
+    assert at_insert["I-3"] == (None,) * 6  # sold: not scored
+    assert at_insert["I-repeat"] == (None,) * 6  # linked: only the original is scored
+    assert at_insert["I-1"][4] == FIXED_NOW and at_insert["I-1"][5]
+    predictor = active.get()
+    assert predictor is not None
+    monkeypatch.setattr(scoring, "ONE_BY_ONE", 0)  # the batch (pandas) path, as a referee
+    with unit_of_work(factory) as db_session:
+        ids = [s.lead_id for s in stored if s.outcome == "imported"]
+        scoring.score_leads(db_session=db_session, lead_ids=ids, predictor=predictor, now=FIXED_NOW)
+    assert scores() == at_insert
+
+    with unit_of_work(factory) as db_session:
+        read = escalation_service._read_leads(db_session, [s.lead_id for s in stored])
+    for item in stored:
+        if item.view is None:
+            continue
+        row = read[item.lead_id]
+        assert {name: item.view[name] for name in row._fields} == dict(row._mapping)
+
+
+def test_a_failing_model_at_insert_leaves_the_leads_stored_unscored(
+    engine: Engine,
+    scored_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from leadwatch.leads import scoring
+    from leadwatch.leads.directory import DealershipDirectory
+    from leadwatch.leads.store import store_leads
+
+    active = scoring.ActiveModel(lambda: store_for(scored_settings.home, None))
+    predictor = active.get()
+
+    def broken(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        raise ValueError("the model broke")
+
+    monkeypatch.setattr(predictor, "predict_one", broken)
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as db_session:
+        stored = store_leads(
+            db_session=db_session,
+            leads=_intake_leads()[:2],
+            directory=DealershipDirectory(
+                default_name="Riverside Motors", default_timezone="America/Chicago"
+            ).load(db_session=db_session),
+            now=FIXED_NOW,
+            score_new=scoring.score_before_insert(active, FIXED_NOW),
+        )
+    assert [s.outcome for s in stored] == ["imported", "imported"]
+    assert "scoring 2 new leads failed" in caplog.text
+    with unit_of_work(factory) as db_session:
+        assert db_session.scalars(select(Lead.risk_level)).all() == [None, None]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -113,10 +114,11 @@ def watch_safely(
     runtime: RuntimeSource,
     now: datetime,
     new_ids: Collection[int] = (),
+    views: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> service.WatchCounts | None:
     """Intake's escalation pass. It runs in a savepoint: if it fails, the leads stay stored
-    (and the sweep picks them up) rather than the whole intake failing. ``new_ids``: the
-    leads this unit of work inserted (`service.watch`)."""
+    (and the sweep picks them up) rather than the whole intake failing. ``new_ids`` and
+    ``views``: the leads this unit of work inserted (`service.watch`)."""
     if not lead_ids:
         return None
     try:
@@ -127,6 +129,7 @@ def watch_safely(
                 runtime=runtime(db_session),
                 now=now,
                 new_ids=new_ids,
+                views=views,
             )
     except Exception:  # never lose leads over an escalation failure
         log.exception("escalating %d new leads failed; the sweep will retry", len(lead_ids))

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, func, select, update
@@ -346,6 +347,7 @@ def watch(
     runtime: Runtime,
     now: datetime,
     new_ids: Collection[int] = (),
+    views: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> WatchCounts:
     """Bring the escalations of these leads up to date: stop them when the lead has been
     contacted, sold or lost; start one for an at-risk open lead; move one up to a worse
@@ -353,9 +355,14 @@ def watch(
     at once (a critical lead's first step) run here, in the same unit of work.
 
     ``new_ids``: leads inserted by this unit of work, which can have no escalation yet (one
-    started by another process meanwhile is refused by the unique active lead id)."""
+    started by another process meanwhile is refused by the unique active lead id).
+    ``views``: leads this unit of work has just stored, as `leads.store` saw them
+    (`StoredLead.view`): not read back."""
     counts = WatchCounts()
-    rows = _read_leads(db_session, lead_ids)
+    rows: dict[int, LeadRow] = {i: SimpleNamespace(**v) for i, v in (views or {}).items()}
+    unread = [i for i in lead_ids if i not in rows]
+    if unread:
+        rows.update(_read_leads(db_session, unread))
     roots = {row.duplicate_of_id or row.id for row in rows.values()}
     missing = roots - rows.keys()
     if missing:

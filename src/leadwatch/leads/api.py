@@ -25,7 +25,6 @@ from leadwatch.escalations.jobs import RuntimeSource, watch_safely
 from leadwatch.intake.adf import AdfDocumentError, parse_adf
 from leadwatch.leads import service as lead_service
 from leadwatch.leads.directory import DealershipDirectory
-from leadwatch.leads.importer import ingest
 from leadwatch.leads.schemas import (
     EventCreate,
     EventRead,
@@ -37,7 +36,9 @@ from leadwatch.leads.schemas import (
     RejectedPage,
     RejectedRead,
 )
-from leadwatch.leads.scoring import score_safely
+from leadwatch.leads.scoring import score_before_insert, score_safely
+from leadwatch.leads.service import ImportCounts
+from leadwatch.leads.store import store_leads
 
 router = APIRouter(prefix="/api/v1", tags=["leads"], dependencies=[Depends(require_token)])
 
@@ -130,34 +131,46 @@ def _ingest_body(
         else:
             accepted, rejected = _parse_json(body, directory)
         source = f"api:{fmt}"
-        batch = lead_service.start_batch(db_session=db_session, source=source, fmt=fmt, now=clock())
-        counts, stored = ingest(
+        # SQLite lets one transaction write at a time, from its first write to its commit, so
+        # the work that needs no lock comes first: reading, and scoring the new leads from
+        # their values (a lead is never stored without its chance). Their insert is the first
+        # write; the batch row, which nothing stored refers to, comes after it.
+        started = clock()
+        stored = store_leads(
             db_session=db_session,
-            accepted=accepted,
-            rejected=rejected,
+            leads=accepted,
             directory=directory,
-            source=source,
-            batch_id=batch.id,
-            now=clock(),
+            now=started,
             duplicate_window=_window(settings),
+            score_new=score_before_insert(runtime.active_model, started),
         )
-        lead_service.record_batch_counts(
-            db_session=db_session, batch_id=batch.id, counts=counts, finished_at=clock()
+        counts = ImportCounts()
+        counts.add_stored(stored)
+        counts.add_rejected(rejected)
+        batch_id = lead_service.record_finished_batch(
+            db_session=db_session,
+            source=source,
+            fmt=fmt,
+            started_at=started,
+            counts=counts,
+            finished_at=clock(),
         )
-        # Scored at once, in the same unit of work: a lead is never stored without its chance.
-        originals = [s.lead_id for s in stored if s.outcome != "linked"]
+        lead_service.quarantine(
+            db_session=db_session, records=rejected, source=source, batch_id=batch_id, now=started
+        )
+        # Leads the insert did not score (updates, or more than a few): scored now.
+        unscored = [s.lead_id for s in stored if s.outcome != "linked" and not s.scored]
         now = clock()
-        score_safely(
-            db_session=db_session, lead_ids=originals, active=runtime.active_model, now=now
-        )
-        # ...and escalated in it too: a critical lead's first message is in the outbox when
-        # this request returns.
+        score_safely(db_session=db_session, lead_ids=unscored, active=runtime.active_model, now=now)
+        # ...and escalated in the same unit of work: a critical lead's first message is in the
+        # outbox when this request returns.
         watch_safely(
             db_session=db_session,
             lead_ids=[s.lead_id for s in stored],
             runtime=runtime,
             now=now,
             new_ids={s.lead_id for s in stored if s.outcome == "imported"},
+            views={s.lead_id: s.view for s in stored if s.view is not None},
         )
     payload = counts.as_dict()
     payload["leads"] = [

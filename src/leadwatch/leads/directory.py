@@ -35,8 +35,12 @@ class DealershipDirectory:
             zone = self._zones[key] = ZoneInfo(self.default_timezone)
         return zone
 
+    def name_for(self, name: str | None) -> str:
+        """The dealership a lead naming ``name`` (or none) is stored under."""
+        return (name or self.default_name).strip()[:200] or self.default_name
+
     def id_for(self, *, db_session: Session, name: str | None) -> int:
-        key = (name or self.default_name).strip()[:200] or self.default_name
+        key = self.name_for(name)
         dealer_id = self._ids.get(key)
         if dealer_id is None:
             dealer_id = ensure_dealership(

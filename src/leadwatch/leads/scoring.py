@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from leadwatch.leads.models import Dealership, Lead
-from leadwatch.leads.store import IN_BATCH, leads_table
+from leadwatch.leads.store import IN_BATCH, ScoreNew, leads_table
 
 if TYPE_CHECKING:
     from leadwatch.prediction.artifacts import ModelStore
@@ -99,6 +99,31 @@ def score_safely(
         return 0
 
 
+def score_before_insert(active: ActiveModel, now: datetime) -> ScoreNew | None:
+    """Intake's scoring of its new leads from their values, before they are inserted: the
+    scores go in with the insert, so the leads are neither read back nor updated, and the
+    model runs before the transaction writes anything (while it holds no write lock). None
+    without a model. Like `score_safely`, a failing model leaves the leads unscored."""
+    predictor = active.get()
+    if predictor is None:
+        return None
+
+    def score(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | None]:
+        """``records``: `_lead_records`' form plus each lead's ``status``."""
+        scores: list[dict[str, Any] | None] = []
+        try:
+            for record in records:
+                rest = dict(record)
+                closed = rest.pop("status") in CLOSED_STATUSES
+                scores.append(None if closed else _score_one(rest, predictor, now))
+            return scores
+        except Exception:  # the model is third-party code on user data
+            log.exception("scoring %d new leads failed; they are stored unscored", len(records))
+            return [None] * len(records)
+
+    return score
+
+
 def score_open_leads(
     *, db_session: Session, predictor: LeadOutcomePredictor, now: datetime, batch: int = 5_000
 ) -> int:
@@ -133,13 +158,9 @@ def score_leads(
     if not records:
         return 0
     rows: list[dict[str, Any]] = []
-    if len(records) <= ONE_BY_ONE:
-        # A few leads (an API intake): the pandas-free single-lead path, well under a
-        # millisecond each, instead of a frame round trip costing several milliseconds.
+    if len(records) <= ONE_BY_ONE:  # a few leads: one by one, without pandas
         for record in records:
-            local_now = now.astimezone(ZoneInfo(record.pop("timezone"))).replace(tzinfo=None)
-            one = predictor.predict_one(record, as_of=local_now)
-            rows.append(_score_row(record["id"], one, now, predictor.version_))
+            rows.append({"b_id": int(record["id"]), **_score_one(record, predictor, now)})
     else:
         frame = pd.DataFrame.from_records(records)
         for column in ("created_at", "contacted_at", "sold_at"):
@@ -150,7 +171,9 @@ def score_leads(
             scored = predictor.predict(group.drop(columns=["timezone"]), as_of=local_now)
             for item in scored[["id", *SCORE_COLUMNS]].to_dict("records"):
                 item["top_factors"] = [f for f in str(item["top_factors"]).split("; ") if f]
-                rows.append(_score_row(item["id"], item, now, predictor.version_))
+                rows.append(
+                    {"b_id": int(item["id"]), **_score_values(item, now, predictor.version_)}
+                )
     names = [name for name in rows[0] if name != "b_id"]
     statement = (
         update(leads_table)
@@ -161,11 +184,18 @@ def score_leads(
     return len(rows)
 
 
-def _score_row(
-    lead_id: Any, score: Mapping[Any, Any], now: datetime, version: str | None
+def _score_one(
+    record: Mapping[str, Any], predictor: LeadOutcomePredictor, now: datetime
 ) -> dict[str, Any]:
+    """One lead's score columns, from its record (`_lead_records`' form), on the pandas-free
+    single-lead path: well under a millisecond, where a frame round trip costs several."""
+    one = dict(record)
+    local_now = now.astimezone(ZoneInfo(one.pop("timezone"))).replace(tzinfo=None)
+    return _score_values(predictor.predict_one(one, as_of=local_now), now, predictor.version_)
+
+
+def _score_values(score: Mapping[Any, Any], now: datetime, version: str | None) -> dict[str, Any]:
     return {
-        "b_id": int(lead_id),
         "sale_probability_14d": float(score["sale_probability_14d"]),
         "sale_probability_30d": float(score["sale_probability_30d"]),
         "risk_level": str(score["risk_level"]),

@@ -99,11 +99,38 @@ def list_dealerships(*, db_session: Session) -> list[Dealership]:
 # --- rejected records and import batches ---------------------------------------------------
 
 
+_INSERT_BATCH = insert(cast(Table, ImportBatch.__table__)).returning(ImportBatch.__table__.c.id)
+
+
 def start_batch(*, db_session: Session, source: str, fmt: str, now: datetime) -> ImportBatch:
     batch = ImportBatch(source=source[:500], format=fmt, started_at=now)
     db_session.add(batch)
     db_session.flush()
     return batch
+
+
+def record_finished_batch(
+    *,
+    db_session: Session,
+    source: str,
+    fmt: str,
+    started_at: datetime,
+    counts: ImportCounts,
+    finished_at: datetime,
+) -> int:
+    """A request's batch, written once it is over: one statement, after its leads (which do
+    not refer to it), so that its transaction's first write comes as late as it can."""
+    values = {
+        "source": source[:500],
+        "format": fmt,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "imported": counts.imported,
+        "updated": counts.updated,
+        "linked": counts.linked,
+        "rejected": counts.rejected,
+    }
+    return int(db_session.execute(_INSERT_BATCH, values).scalar_one())
 
 
 def quarantine(

@@ -5,9 +5,9 @@ and their events (leads.bulk), update the known ones, refresh derived fields.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, any_, bindparam, select, update
@@ -74,20 +74,40 @@ LEAD_COLUMNS = (
     "updated_at",
 )
 INSERT_COLUMNS = (*LEAD_COLUMNS, "duplicate_of_id", "received_at")
+SCORE_COLUMNS = (
+    "sale_probability_14d",
+    "sale_probability_30d",
+    "risk_level",
+    "top_factors",
+    "scored_at",
+    "model_version",
+)
+_NOT_SCORED = (None,) * len(SCORE_COLUMNS)
 EVENT_COLUMNS = ("lead_id", "type", "occurred_at", "actor", "note", "recorded_at")
 _DERIVED = ("status", "contacted_at", "sold_at", "lost_at")
 _SOLD = EventType.SOLD
 _LOST = EventType.LOST
 
 
+# Scores new leads before they are inserted (`scoring.score_before_insert`): takes the leads
+# as the model reads them (plus their status) and gives each one's SCORE_COLUMNS, or None.
+ScoreNew = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any] | None]]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredLead:
+    """``scored``: scored on the way in (by ``score_new``; None scores for a closed lead or a
+    failing model), nothing left to score. ``view``: the stored lead's columns, with its id,
+    dealership name and time zone, for code that would otherwise read it back at once."""
+
     row: int
     lead_id: int
     outcome: Outcome
     source_system: str
     external_id: str
     created_at: datetime
+    scored: bool = False
+    view: Mapping[str, Any] | None = None
 
 
 def worth_watching(stored: Sequence[StoredLead], *, since: datetime) -> list[int]:
@@ -105,11 +125,14 @@ def store_leads(
     directory: DealershipDirectory,
     now: datetime,
     duplicate_window: timedelta = timedelta(hours=72),
+    score_new: ScoreNew | None = None,
 ) -> list[StoredLead]:
     """Insert new leads, update known ones, add their events, link repeat shoppers.
 
     `leads` pairs each lead with its row (line, prospect or item number) for reporting. Text
     must be free of NUL characters (`service.scrub_nul`); the intakes see to it.
+    ``score_new``: an API intake's few new original leads are scored with it before their
+    insert, which carries the scores (`StoredLead.scored`, `StoredLead.view`).
     """
     first: list[tuple[int, LeadIn]] = []
     repeats: list[tuple[int, LeadIn]] = []
@@ -123,7 +146,7 @@ def store_leads(
     new = [item for item in first if (item[1].source_system, item[1].external_id) not in existing]
     known = [item for item in first if (item[1].source_system, item[1].external_id) in existing]
 
-    stored = _insert_new(db_session, new, directory, now, duplicate_window)
+    stored = _insert_new(db_session, new, directory, now, duplicate_window, score_new)
     known_ids = [existing[(lead.source_system, lead.external_id)] for _, lead in known]
     _update_known(db_session, known_ids, known, directory, now)
     stored += [
@@ -137,6 +160,7 @@ def store_leads(
             directory=directory,
             now=now,
             duplicate_window=duplicate_window,
+            score_new=score_new,
         )
     return stored
 
@@ -269,6 +293,7 @@ def _insert_new(
     directory: DealershipDirectory,
     now: datetime,
     window: timedelta,
+    score_new: ScoreNew | None = None,
 ) -> list[StoredLead]:
     if not new:
         return []
@@ -279,8 +304,15 @@ def _insert_new(
     to_stored, to_sibling = _find_originals(db_session, rows, window)
     conn = db_session.connection()
     values = [(*row, to_stored.get(i), now) for i, row in enumerate(rows)]
+    views: list[dict[str, Any] | None] = [None] * len(rows)
     if len(values) <= FEW:  # an API intake: the ids come back with the inserts
-        ids = bulk.insert_returning_ids(conn, leads_table, INSERT_COLUMNS, values)
+        columns: tuple[str, ...] = INSERT_COLUMNS
+        if score_new is not None:
+            values, views = _scored(
+                values, new, directory, score_new, linked={*to_stored, *to_sibling}
+            )
+            columns = (*INSERT_COLUMNS, *SCORE_COLUMNS)
+        ids = bulk.insert_returning_ids(conn, leads_table, columns, values)
     else:  # a batch or an import: the bulk path, then the ids read back in a few queries
         bulk.insert_rows(conn, leads_table, INSERT_COLUMNS, values)
         ids_by_key = _existing_ids(db_session, [lead for _, lead in new])
@@ -293,17 +325,77 @@ def _insert_new(
             [{"b_id": ids[i], "b_target": ids[j]} for i, j in to_sibling.items()],
         )
     bulk.insert_rows(conn, events_table, EVENT_COLUMNS, _event_rows(ids, new, now))
-    return [
-        StoredLead(
-            row,
-            lead_id,
-            "linked" if (i in to_stored or i in to_sibling) else "imported",
-            lead.source_system,
-            lead.external_id,
-            lead.created_at,
+    stored = []
+    for i, (lead_id, (row, lead)) in enumerate(zip(ids, new, strict=True)):
+        view = views[i]
+        if view is not None:
+            view["id"] = lead_id
+        outcome: Outcome = "linked" if (i in to_stored or i in to_sibling) else "imported"
+        stored.append(
+            StoredLead(
+                row,
+                lead_id,
+                outcome,
+                lead.source_system,
+                lead.external_id,
+                lead.created_at,
+                scored=view is not None,
+                view=view,
+            )
         )
-        for i, (lead_id, (row, lead)) in enumerate(zip(ids, new, strict=True))
+    return stored
+
+
+_INDEX = {name: i for i, name in enumerate(INSERT_COLUMNS)}
+_RECORD = ("rep", "vehicle_make", "vehicle_model", "lead_source")  # as the model reads them
+
+
+def _scored(
+    values: list[tuple[Any, ...]],
+    new: Sequence[tuple[int, LeadIn]],
+    directory: DealershipDirectory,
+    score_new: ScoreNew,
+    *,
+    linked: set[int],
+) -> tuple[list[tuple[Any, ...]], list[dict[str, Any] | None]]:
+    """The insert's values with the score columns added (linked leads are not scored), and the
+    original leads' views."""
+    originals = [i for i in range(len(values)) if i not in linked]
+    places = []
+    for i in originals:
+        name = directory.name_for(new[i][1].dealership)
+        places.append((name, directory.tz_for(name)))
+    records = [
+        _model_record(values[i], name, zone)
+        for i, (name, zone) in zip(originals, places, strict=True)
     ]
+    scores = dict(zip(originals, score_new(records), strict=True))
+    scored = [(*value, *_score_tuple(scores.get(i))) for i, value in enumerate(values)]
+    views: list[dict[str, Any] | None] = [None] * len(values)
+    for i, (name, zone) in zip(originals, places, strict=True):
+        view = dict(zip((*INSERT_COLUMNS, *SCORE_COLUMNS), scored[i], strict=True))
+        for column in ("created_at", "contacted_at", "sold_at", "lost_at"):
+            if view[column] is not None:
+                view[column] = view[column].astimezone(UTC)  # as a read would give them
+        view.update(dealership=name, timezone=str(zone))
+        views[i] = view
+    return scored, views
+
+
+def _score_tuple(score: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    return _NOT_SCORED if score is None else tuple(score[name] for name in SCORE_COLUMNS)
+
+
+def _model_record(value: Sequence[Any], dealership: str, zone: Any) -> dict[str, Any]:
+    """A lead as `scoring` hands it to the model: times on the dealership's local clock."""
+    record: dict[str, Any] = {name: value[_INDEX[name]] for name in _RECORD}
+    for column in ("created_at", "contacted_at", "sold_at"):
+        at = value[_INDEX[column]]
+        record[column] = None if at is None else at.astimezone(zone).replace(tzinfo=None)
+    price = value[_INDEX["vehicle_price"]]
+    record["vehicle_price"] = None if price is None else float(price)
+    record.update(dealership=dealership, timezone=str(zone), status=value[_INDEX["status"]])
+    return record
 
 
 def _event_rows(
