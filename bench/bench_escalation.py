@@ -9,6 +9,10 @@
   each POST is the time from intake to the escalation recorded (scored, assessed, started,
   and a critical lead's first messages in the outbox). Target p99 <= 20 ms. Also reported:
   how far delivery was behind when the load ended, and how long it took to catch up.
+- intake unit: the same intake request's unit of work in-process (no HTTP), one at a time,
+  with a trained model: its time, and how long it holds SQLite's one write lock (from the
+  transaction's first write to its commit). Not a target of its own: it shows what bounds
+  intake when several API processes share the database (1,000 / lock ms a second at most).
 - lateness: escalations with steps falling due over the next 30 s, run by the worker loop
   on the real clock; lateness = when the step ran - when it was due. Target p99 <= 1 s.
 """
@@ -247,6 +251,83 @@ def intake(
     }
 
 
+def intake_unit(count: int = 500, history_leads: int = 20_000) -> dict[str, Any]:
+    """An intake request's unit of work (`leads.api.ingest_body`: parse, store, score,
+    escalate, six messages in the outbox), in this process, one after another."""
+    from leadwatch.app import create_app
+    from leadwatch.config import Settings
+    from leadwatch.db.engine import WriteGate
+    from leadwatch.leads.api import ingest_body
+
+    home = WORK / "escalation-unit"
+    _prepare_home(home, history_leads)
+    settings = Settings(home=home, database_url=None, _env_file=None)  # type: ignore[call-arg]
+    app = create_app(settings)
+    state = app.state
+    held: list[float] = []
+    taken = [0.0]
+    acquire, release = WriteGate.acquire, WriteGate.release
+
+    def timed_acquire(gate: WriteGate) -> None:
+        acquire(gate)
+        if gate._depth == 1:
+            taken[0] = time.perf_counter()
+
+    def timed_release(gate: WriteGate) -> None:
+        if gate._depth == 1:
+            held.append(time.perf_counter() - taken[0])
+        release(gate)
+
+    def one(i: int) -> None:
+        lead = {
+            "source_system": "bench",
+            "external_id": f"U-{i}",
+            "created_at": datetime.now(UTC).isoformat(),
+            "rep": "Dana Reyes",
+            "lead_source": "Cars.com",
+            "vehicle": {"make": "Toyota", "model": "Camry", "price": 20_000 + i % 50 * 1_000},
+            "customer": {"name": f"Shopper {i}", "email": f"unit{i}@example.com"},
+        }
+        body = json.dumps(lead).encode()
+        with state.intake_gate.intake():
+            result = ingest_body(
+                body, "json", settings, state.session_factory, state.clock, state.escalation_runtime
+            )
+        if result.imported != 1:
+            raise RuntimeError(f"intake refused the benchmark's lead: {result}")
+
+    times: list[float] = []
+    WriteGate.acquire, WriteGate.release = timed_acquire, timed_release  # type: ignore[method-assign]
+    try:
+        for i in range(50):  # warm-up: the model loaded, statements compiled
+            one(i)
+        held.clear()
+        gc.collect()
+        gc.freeze()
+        for i in range(50, 50 + count):
+            began = time.perf_counter()
+            one(i)
+            times.append(time.perf_counter() - began)
+    finally:
+        WriteGate.acquire, WriteGate.release = acquire, release  # type: ignore[method-assign]
+        gc.unfreeze()
+        app.state.engine.dispose()
+    messages = _count(
+        home,
+        "SELECT count(*) FROM outbox WHERE lead_id IN "
+        "(SELECT id FROM leads WHERE source_system = 'bench')",
+    )
+    unit, lock = _ms(times), _ms(held)
+    return {
+        "benchmark": "intake unit of work, in-process (SQLite, no HTTP)",
+        "requests": count,
+        "outbox_messages": messages,
+        "write_locks_per_request": round(len(held) / count, 2),
+        **unit,
+        **{f"lock_{name}": value for name, value in lock.items()},
+    }
+
+
 WARM_SECONDS = 5.0  # at the measured rate, before the measured seconds
 
 
@@ -457,8 +538,8 @@ def _fresh_pg_database(name: str) -> str:
 
 
 def run(backends: list[str]) -> list[dict[str, Any]]:
-    results = [decisions()]
-    print(json.dumps(results[-1]), file=sys.stderr)
+    results = [decisions(), intake_unit()]
+    print(json.dumps(results[:2]), file=sys.stderr)
     for rate, worker, api_processes, senders in [
         (100.0, "child", None, SENDERS),  # the target, as shipped
         (100.0, "child", None, 1),  # one client's few keep-alive connections

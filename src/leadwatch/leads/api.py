@@ -100,7 +100,7 @@ async def post_leads(
 
     def ingest_now() -> ImportResult:
         with gate.intake():
-            return _ingest_body(body, fmt, settings, factory, clock, runtime)
+            return ingest_body(body, fmt, settings, factory, clock, runtime)
 
     result = await run_in_threadpool(ingest_now)
     if result.rejected and not (result.imported or result.updated or result.linked):
@@ -112,7 +112,7 @@ async def post_leads(
     return JSONResponse(result.model_dump(mode="json"), status_code=code)
 
 
-def _ingest_body(
+def ingest_body(
     body: bytes, fmt: str, settings: Settings, factory: Any, clock: Any, runtime: RuntimeSource
 ) -> ImportResult:
     directory = DealershipDirectory(
