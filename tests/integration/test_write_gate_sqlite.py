@@ -191,6 +191,33 @@ def test_api_processes_take_turns_at_the_write_lock(gated: Engine, tmp_path: Pat
     assert waited < 0.5
 
 
+def test_intake_queued_behind_background_work_still_gets_its_turn(
+    gated: Engine, tmp_path: Path
+) -> None:
+    """Background work here (a token's last-use mark, a settings save) waits for the write
+    lock while another process's intake stream has it, and this process's intake queues
+    behind that work. The stream must still let go: it did only for a waiting intake, so
+    this process's intake waited out the whole stream (a priority inversion)."""
+    other = _other_process(tmp_path, "stream", 3.0)
+    began = time.monotonic()
+    background = threading.Thread(target=_insert, args=(gated, "background"))
+    background.start()
+    time.sleep(0.05)  # the background writer owns this process's gate, and waits
+    with write_gate(gated).intake(), gated.begin() as conn:
+        conn.execute(text("INSERT INTO t (v) VALUES ('this process')"))
+    waited = time.monotonic() - began
+    background.join(timeout=10)
+    assert other.poll() is None  # the stream is still going
+    other.communicate(timeout=10)
+    assert other.returncode == 0
+    assert waited < 0.5
+
+
+def _insert(engine: Engine, value: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": value})
+
+
 def test_background_work_waits_for_intake_in_another_process(gated: Engine, tmp_path: Path) -> None:
     gate = write_gate(gated)
     gate.max_wait = 5.0

@@ -216,13 +216,18 @@ class WriteGate:
         if try_flock(self._writer_fd, fcntl.LOCK_EX):
             self._os_held = True
             return
-        # Only the gate's owner thread gets here, so one "waiting" lock per process will do;
-        # only intake says it waits (background work does not make intake elsewhere yield).
+        # Only the gate's owner thread gets here, so one "waiting" lock per process will do.
+        # Only intake says it waits (background work does not make intake elsewhere yield),
+        # but that includes intake queued here behind a background owner: otherwise that
+        # intake would wait out another process's whole stream (a priority inversion).
         urgent = getattr(self._local, "urgent", False)
-        if urgent:
-            fcntl.flock(self._waiting_fd, fcntl.LOCK_SH)
+        said = False
         try:
             while not try_flock(self._writer_fd, fcntl.LOCK_EX):
+                if not said and (urgent or self._urgent):
+                    fcntl.flock(self._waiting_fd, fcntl.LOCK_SH)
+                    said = True
+                    continue  # asked at once, not after a poll's sleep
                 if time.monotonic() >= deadline:
                     self.release()  # the next in this process may have better luck
                     raise sqlite3.OperationalError(
@@ -231,7 +236,7 @@ class WriteGate:
                     )
                 time.sleep(self.POLL)
         finally:
-            if urgent:
+            if said:
                 fcntl.flock(self._waiting_fd, fcntl.LOCK_UN)
         self._os_held = True
 
