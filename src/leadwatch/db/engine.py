@@ -83,7 +83,8 @@ class WriteGate:
     write and gives it back when it ends (commit, rollback, close).
 
     - Inside a process, waiters queue in turn and the next is handed the gate at once;
-      intake requests are served before background work.
+      intake requests are served before background work (which waits no longer than
+      ``STARVE`` for them).
     - Between processes (`serve`, its worker, `leadwatch worker`, a CLI import), the owner
       also holds a lock on ``<database>-writer.lock``, asked for every half millisecond
       while another process has it. It is kept when the gate passes to another intake,
@@ -109,6 +110,7 @@ class WriteGate:
 
     POLL = 0.0005
     YIELD = 0.005  # how long a process that let the writer lock go waits for the other
+    STARVE = 0.1  # background work waits no longer than this for intake in this process
     CHECKPOINT_BYTES = 4 * 1024 * 1024  # SQLite's own default: 1,000 pages of 4 KiB
     CHECKPOINT_EVERY = 0.1  # seconds between looks at the log's size
     LONG_LOG_BYTES = 64 * 1024 * 1024  # a log longer than this is cut back when quiet
@@ -122,8 +124,9 @@ class WriteGate:
         self._mutex = threading.Lock()
         self._owner: int | None = None  # the thread holding the gate
         self._depth = 0  # its transactions holding it (a nested unit of work in one thread)
-        self._urgent: deque[tuple[threading.Lock, int]] = deque()
-        self._normal: deque[tuple[threading.Lock, int]] = deque()
+        # Waiters: (their turn, their thread, when they began waiting).
+        self._urgent: deque[tuple[threading.Lock, int, float]] = deque()
+        self._normal: deque[tuple[threading.Lock, int, float]] = deque()
         self._local = threading.local()
         self._in_flight = 0
         self._quiet = threading.Condition()
@@ -192,12 +195,13 @@ class WriteGate:
                 turn = threading.Lock()
                 turn.acquire()
                 queue = self._urgent if getattr(self._local, "urgent", False) else self._normal
-                queue.append((turn, me))
+                waiter = (turn, me, began)
+                queue.append(waiter)
         if turn is not None and not turn.acquire(timeout=self.timeout):
             with self._mutex:
                 handed = self._owner == me  # handed over just as the wait ran out
                 if not handed:
-                    queue.remove((turn, me))
+                    queue.remove(waiter)
             if not handed:
                 raise sqlite3.OperationalError(
                     "database is locked: another transaction of this process held the write "
@@ -257,15 +261,24 @@ class WriteGate:
                 fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
                 self._os_held = False
                 self._yielded = bool(self._urgent)
-            queue = self._urgent or self._normal
+            queue = self._next_queue()
             if not queue:
                 self._owner, self._depth = None, 0
             else:
-                turn, thread = queue.popleft()
+                turn, thread, _ = queue.popleft()
                 self._owner, self._depth = thread, 1
                 turn.release()
         if self._database is not None:
             self._maybe_checkpoint()
+
+    def _next_queue(self) -> deque[tuple[threading.Lock, int, float]]:
+        """Intake first; but background work that has waited STARVE seconds goes next, or on a
+        saturated server (always an intake queued) it would wait for as long as the load
+        lasts, and with it any request that writes outside intake (a token's last-use mark)."""
+        normal = self._normal
+        if normal and (not self._urgent or time.monotonic() - normal[0][2] >= self.STARVE):
+            return normal
+        return self._urgent
 
     def _maybe_checkpoint(self) -> None:
         now = self._released_at = time.monotonic()
