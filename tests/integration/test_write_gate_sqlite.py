@@ -122,20 +122,10 @@ if what == "write":
         conn.execute(text("INSERT INTO t (v) VALUES ('other process')"))
         print("holding", flush=True)
         time.sleep(seconds)
-elif what == "stream":  # intake after intake, two threads, so one is always queued
-    import threading
+elif what == "stream":
+    from tests.integration.test_write_gate_sqlite import intake_stream
 
-    until = time.monotonic() + seconds
-
-    def stream() -> None:
-        while time.monotonic() < until:
-            with write_gate(engine).intake(), engine.begin() as conn:
-                conn.execute(text("INSERT INTO t (v) VALUES ('stream')"))
-                time.sleep(0.005)
-
-    threads = [threading.Thread(target=stream) for _ in range(2)]
-    for thread in threads:
-        thread.start()
+    threads = intake_stream(engine, seconds)
     time.sleep(0.2)
     print("holding", flush=True)
     for thread in threads:
@@ -147,9 +137,27 @@ else:
 """
 
 
+def intake_stream(engine: Engine, seconds: float) -> list[threading.Thread]:
+    """Intake after intake for ``seconds``, from two threads, so that one is always queued
+    (started; the caller joins them)."""
+    until = time.monotonic() + seconds
+
+    def stream() -> None:
+        while time.monotonic() < until:
+            with write_gate(engine).intake(), engine.begin() as conn:
+                conn.execute(text("INSERT INTO t (v) VALUES ('stream')"))
+                time.sleep(0.005)
+
+    threads = [threading.Thread(target=stream) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 def _other_process(home: Path, what: str, seconds: float) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-c", _OTHER_PROCESS, str(home), what, str(seconds)],
+        cwd=Path(__file__).resolve().parents[2],  # the checkout: the stream is imported from here
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -195,18 +203,7 @@ def test_intake_first_but_background_work_is_not_starved(gated: Engine) -> None:
     """Intake goes before background work, but not forever: on a saturated server there is
     always an intake queued, and a request's own background write (its API token's last-use
     mark, once a minute) waited 14 s in a benchmark run, holding up its request."""
-    gate = write_gate(gated)
-    until = time.monotonic() + 3.0
-
-    def stream() -> None:  # intake after intake, two threads, so one is always queued
-        while time.monotonic() < until:
-            with gate.intake(), gated.begin() as conn:
-                conn.execute(text("INSERT INTO t (v) VALUES ('stream')"))
-                time.sleep(0.005)
-
-    threads = [threading.Thread(target=stream) for _ in range(2)]
-    for thread in threads:
-        thread.start()
+    threads = intake_stream(gated, 3.0)
     time.sleep(0.2)
     began = time.monotonic()
     _insert(gated, "background")
@@ -214,7 +211,7 @@ def test_intake_first_but_background_work_is_not_starved(gated: Engine) -> None:
     for thread in threads:
         thread.join()
     assert waited < 1.0
-    assert waited >= gate.STARVE / 2  # intake still went first for a while
+    assert waited >= write_gate(gated).STARVE / 2  # intake still went first for a while
 
 
 def test_intake_queued_behind_background_work_still_gets_its_turn(
