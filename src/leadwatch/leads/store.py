@@ -74,7 +74,7 @@ LEAD_COLUMNS = (
     "updated_at",
 )
 INSERT_COLUMNS = (*LEAD_COLUMNS, "duplicate_of_id", "received_at")
-SCORE_COLUMNS = (
+STORED_SCORE_COLUMNS = (
     "sale_probability_14d",
     "sale_probability_30d",
     "risk_level",
@@ -82,7 +82,7 @@ SCORE_COLUMNS = (
     "scored_at",
     "model_version",
 )
-_NOT_SCORED = (None,) * len(SCORE_COLUMNS)
+_NOT_SCORED = (None,) * len(STORED_SCORE_COLUMNS)
 EVENT_COLUMNS = ("lead_id", "type", "occurred_at", "actor", "note", "recorded_at")
 _DERIVED = ("status", "contacted_at", "sold_at", "lost_at")
 _SOLD = EventType.SOLD
@@ -90,7 +90,7 @@ _LOST = EventType.LOST
 
 
 # Scores new leads before they are inserted (`scoring.score_before_insert`): takes the leads
-# as the model reads them (plus their status) and gives each one's SCORE_COLUMNS, or None.
+# as the model reads them (plus their status) and gives each one's STORED_SCORE_COLUMNS, or None.
 ScoreNew = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any] | None]]
 
 
@@ -311,7 +311,7 @@ def _insert_new(
             values, views = _scored(
                 values, new, directory, score_new, linked={*to_stored, *to_sibling}
             )
-            columns = (*INSERT_COLUMNS, *SCORE_COLUMNS)
+            columns = (*INSERT_COLUMNS, *STORED_SCORE_COLUMNS)
         ids = bulk.insert_returning_ids(conn, leads_table, columns, values)
     else:  # a batch or an import: the bulk path, then the ids read back in a few queries
         bulk.insert_rows(conn, leads_table, INSERT_COLUMNS, values)
@@ -373,7 +373,7 @@ def _scored(
     scored = [(*value, *_score_tuple(scores.get(i))) for i, value in enumerate(values)]
     views: list[dict[str, Any] | None] = [None] * len(values)
     for i, (name, zone) in zip(originals, places, strict=True):
-        view = dict(zip((*INSERT_COLUMNS, *SCORE_COLUMNS), scored[i], strict=True))
+        view = dict(zip((*INSERT_COLUMNS, *STORED_SCORE_COLUMNS), scored[i], strict=True))
         for column in ("created_at", "contacted_at", "sold_at", "lost_at"):
             if view[column] is not None:
                 view[column] = view[column].astimezone(UTC)  # as a read would give them
@@ -383,7 +383,7 @@ def _scored(
 
 
 def _score_tuple(score: Mapping[str, Any] | None) -> tuple[Any, ...]:
-    return _NOT_SCORED if score is None else tuple(score[name] for name in SCORE_COLUMNS)
+    return _NOT_SCORED if score is None else tuple(score[name] for name in STORED_SCORE_COLUMNS)
 
 
 def _model_record(value: Sequence[Any], dealership: str, zone: Any) -> dict[str, Any]:
