@@ -70,6 +70,7 @@ def _queue(gate: WriteGate, name: str, order: list[str], *, urgent: bool) -> thr
 
 def test_writers_are_served_in_turn_and_intake_first() -> None:
     gate = WriteGate()
+    gate.STARVE = 60.0  # no background waiter here waits long enough to go first
     order: list[str] = []
     gate.acquire()  # held: everyone below queues
     threads = []
@@ -81,6 +82,26 @@ def test_writers_are_served_in_turn_and_intake_first() -> None:
     for thread in threads:
         thread.join(timeout=5)
     assert order == ["in1", "in2", "bg1", "bg2"]
+
+
+@pytest.mark.parametrize(("waited", "expected"), [(0.0, ["in", "bg"]), (0.3, ["bg", "in"])])
+def test_background_work_that_waited_starve_goes_before_intake(
+    waited: float, expected: list[str]
+) -> None:
+    """Intake first, but background work that has waited STARVE seconds goes next: on a
+    saturated server an intake is always queued, and it would otherwise wait for ever."""
+    gate = WriteGate()
+    gate.STARVE = 0.2
+    order: list[str] = []
+    gate.acquire()
+    threads = [_queue(gate, "bg", order, urgent=False)]
+    time.sleep(0.02 + waited)
+    threads.append(_queue(gate, "in", order, urgent=True))
+    time.sleep(0.02)
+    gate.release()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == expected
 
 
 def test_the_holding_thread_passes_again_and_gives_back_only_at_the_last_release() -> None:
