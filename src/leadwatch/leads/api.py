@@ -144,9 +144,7 @@ def ingest_body(
             duplicate_window=_window(settings),
             score_new=score_before_insert(runtime.active_model, started),
         )
-        counts = ImportCounts()
-        counts.add_stored(stored)
-        counts.add_rejected(rejected)
+        counts = ImportCounts.of(stored, rejected)
         batch_id = lead_service.record_finished_batch(
             db_session=db_session,
             source=source,

@@ -35,7 +35,6 @@ def ingest(
     duplicate_window: timedelta,
 ) -> tuple[ImportCounts, list[StoredLead]]:
     """Store one chunk of accepted leads and quarantine its rejected records (no commit)."""
-    counts = ImportCounts()
     stored = store_leads(
         db_session=db_session,
         leads=accepted,
@@ -43,12 +42,10 @@ def ingest(
         now=now,
         duplicate_window=duplicate_window,
     )
-    counts.add_stored(stored)
     lead_service.quarantine(
         db_session=db_session, records=rejected, source=source, batch_id=batch_id, now=now
     )
-    counts.add_rejected(rejected)
-    return counts, stored
+    return ImportCounts.of(stored, rejected), stored
 
 
 def run_import(

@@ -70,6 +70,13 @@ class ImportCounts:
             else:
                 self.linked += 1
 
+    @classmethod
+    def of(cls, stored: Iterable[StoredLead], rejected: Sequence[RejectedRecord]) -> ImportCounts:
+        counts = cls()
+        counts.add_stored(stored)
+        counts.add_rejected(rejected)
+        return counts
+
     def add_rejected(self, rejected: Sequence[RejectedRecord]) -> None:
         self.rejected += len(rejected)
         for record in rejected:

@@ -96,9 +96,8 @@ ScoreNew = Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any] | None]]
 
 @dataclass(frozen=True, slots=True)
 class StoredLead:
-    """``scored``: scored on the way in (by ``score_new``; None scores for a closed lead or a
-    failing model), nothing left to score. ``view``: the stored lead's columns, with its id,
-    dealership name and time zone, for code that would otherwise read it back at once."""
+    """``view``: the stored lead's columns, with its id, dealership name and time zone, for
+    code that would otherwise read it back at once; only for a lead scored on the way in."""
 
     row: int
     lead_id: int
@@ -106,8 +105,13 @@ class StoredLead:
     source_system: str
     external_id: str
     created_at: datetime
-    scored: bool = False
     view: Mapping[str, Any] | None = None
+
+    @property
+    def scored(self) -> bool:
+        """Scored on the way in (by ``score_new``; None scores for a closed lead or a failing
+        model): nothing left to score."""
+        return self.view is not None
 
 
 def worth_watching(stored: Sequence[StoredLead], *, since: datetime) -> list[int]:
@@ -339,7 +343,6 @@ def _insert_new(
                 lead.source_system,
                 lead.external_id,
                 lead.created_at,
-                scored=view is not None,
                 view=view,
             )
         )
