@@ -578,8 +578,9 @@ def _serve(
 
     from leadwatch.api_processes import (
         ApiProcesses,
-        check_port_free,
+        can_share_a_port,
         default_count,
+        listening_socket,
         wait_for_stop_signal,
     )
     from leadwatch.app import create_app
@@ -590,13 +591,15 @@ def _serve(
     engine = _engine(settings)  # the embedded database upgraded before any process uses it
     api: ApiProcesses | None = None
     if processes > 1:
+        if not can_share_a_port():
+            raise fail("several API processes need Unix sockets to share the port: --processes 1")
         try:
-            check_port_free(host, port)
+            listener = listening_socket(host, port)
         except OSError as exc:
             problem = f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port"
             raise fail(problem) from None
         engine.dispose()
-        api = ApiProcesses(settings, host, port, processes)
+        api = ApiProcesses(settings, listener, processes)
     out.print(
         f"LeadWatch {__version__} on [bold]http://{host}:{port}[/] (API docs: /docs)"
         + (f", {processes} API processes" if api else "")

@@ -98,9 +98,23 @@ def test_served_api_answers_over_http(demo_home: tuple[dict[str, str], str]) -> 
         [worker] = [c for c in children if os.getpriority(os.PRIO_PROCESS, c) > own]
         api = [c for c in children if c != worker]
         assert len(api) == 2
-        # Both API processes listen on the port; one killed, the other goes on serving at
-        # once, and the server starts another in its place.
+        # The server hands each new connection to the API process with the fewest open
+        # (those of the requests above have closed by now): eight keep-alive clients, such as
+        # lead providers posting all day, end up four and four.
+        time.sleep(0.5)
+        clients = [httpx.Client(base_url=base, headers=headers) for _ in range(8)]
+        try:
+            for client in clients:
+                assert client.get("/api/v1/leads?limit=1").status_code == 200
+            assert sorted(_connections_by_process(api, port).values()) == [4, 4]
+        finally:
+            for client in clients:
+                client.close()
+        # One killed, the other takes every new connection at once, and the server starts
+        # another in its place.
         os.kill(api[0], signal.SIGKILL)
+        while running(api[0]):
+            time.sleep(0.01)
         for i in range(20):
             answer = httpx.get(f"{base}/api/v1/leads?limit=1", headers=headers)
             assert answer.status_code == 200, (i, answer.text)
@@ -162,6 +176,25 @@ def _children(pid: int) -> list[int]:
         for c in found
         if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text(errors="replace")
     ]
+
+
+def _connections_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """Established TCP connections on ``port`` that each process holds."""
+    established = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            established.add(f"socket:[{fields[9]}]")
+    held = {}
+    for pid in pids:
+        links = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                links.append(os.readlink(fd))
+            except OSError:  # closed meanwhile
+                pass
+        held[pid] = sum(link in established for link in links)
+    return held
 
 
 def _queue_in_app_message(home: Path) -> int:
