@@ -532,8 +532,8 @@ def serve(
     worker_in: Annotated[
         WorkerIn,
         typer.Option(
-            help="Where that worker runs: a child process (a core of its own, below the API's "
-            "CPU priority) or a thread of this process.",
+            help="Where that worker runs: a child process (its own interpreter, on CPU time "
+            "the API leaves) or a thread of this process.",
         ),
     ] = WorkerIn.process,
     processes: Annotated[

@@ -52,12 +52,20 @@ def leave_when_orphaned(
 class Supervised:
     """One child running ``target(*args, parent_pid)``: started, started again with back-off
     when it dies, stopped with SIGTERM (the child finishes what it is doing, then leaves).
-    ``nice``: how far below this process's CPU priority the child runs."""
+    ``nice``: how far below this process's CPU priority the child runs. ``idle``: the child
+    runs in Linux's SCHED_IDLE class, on CPU time nothing else wants (it keeps a sliver, and
+    ``nice`` where that class does not exist)."""
 
     def __init__(
-        self, target: Callable[..., None], args: tuple[Any, ...], *, name: str, nice: int = 0
+        self,
+        target: Callable[..., None],
+        args: tuple[Any, ...],
+        *,
+        name: str,
+        nice: int = 0,
+        idle: bool = False,
     ) -> None:
-        self.target, self.args, self.name, self.nice = target, args, name, nice
+        self.target, self.args, self.name, self.nice, self.idle = target, args, name, nice, idle
         self._context = multiprocessing.get_context("spawn")
         self._closing = threading.Event()
         self._process: SpawnProcess | None = None
@@ -83,11 +91,18 @@ class Supervised:
         process.start()
         assert process.pid is not None
         self._process, self._started = process, time.monotonic()
+        # From here, not from the child: no moment at the server's priority. The child is
+        # a new interpreter with one thread yet, and the threads it starts inherit both.
         if self.nice:
-            try:  # from here, not from the child: no moment at the server's priority
+            try:
                 own = os.getpriority(os.PRIO_PROCESS, 0)
                 os.setpriority(os.PRIO_PROCESS, process.pid, min(19, own + self.nice))
             except (OSError, AttributeError):  # not permitted, or not on this system
+                pass
+        if self.idle:
+            try:
+                os.sched_setscheduler(process.pid, os.SCHED_IDLE, os.sched_param(0))
+            except (OSError, AttributeError):  # not Linux: the nice value above must do
                 pass
         log.info("%s started in process %s", self.name, process.pid)
 

@@ -98,6 +98,8 @@ def test_served_api_answers_over_http(demo_home: tuple[dict[str, str], str]) -> 
         [worker] = [c for c in children if os.getpriority(os.PRIO_PROCESS, c) > own]
         api = [c for c in children if c != worker]
         assert len(api) == 2
+        assert os.sched_getscheduler(worker) == os.SCHED_IDLE
+        assert {os.sched_getscheduler(c) for c in api} == {os.SCHED_OTHER}
         # The server hands each new connection to the API process with the fewest open
         # (those of the requests above have closed by now): eight keep-alive clients, such as
         # lead providers posting all day, end up four and four.

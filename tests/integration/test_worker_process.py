@@ -55,6 +55,12 @@ def test_the_child_delivers_below_the_servers_priority_and_comes_back_after_a_ki
             os.getpriority(os.PRIO_PROCESS, first) == os.getpriority(os.PRIO_PROCESS, 0) + NICE
             or os.getpriority(os.PRIO_PROCESS, first) == 19
         )
+        # Every thread of the child (its dispatcher's senders too) on CPU time nothing else
+        # wants; this process, the server, is left as it was.
+        threads = [int(t.name) for t in Path(f"/proc/{first}/task").iterdir()]
+        assert len(threads) > 1
+        assert {os.sched_getscheduler(t) for t in threads} == {os.SCHED_IDLE}
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
         os.kill(first, signal.SIGKILL)
         _until(lambda: worker.pid not in (None, first), 15, "a new child after kill -9")
         assert worker.restarts == 1
