@@ -31,6 +31,7 @@ import selectors
 import signal
 import socket
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import uvicorn
@@ -81,8 +82,11 @@ class _Child:
 class ConnectionBalancer:
     """Accepts connections on ``listener`` and hands each to the ready API process with the
     fewest open connections (ties in turn), from a thread of its own. An API process that is
-    gone (its end of the pair closed) gets nothing more; while none is ready, connections
-    wait in the listening socket's queue."""
+    gone (its end of the pair closed) gets nothing more. One far behind in taking what it was
+    handed (its pair's queue full: 10 messages by Linux's default) is passed over. While none
+    can take a connection, it waits here, and the next ones in the listening socket's queue."""
+
+    RETRY = 0.005  # seconds between tries to hand over a waiting connection
 
     def __init__(self, listener: socket.socket) -> None:
         listener.setblocking(False)
@@ -92,6 +96,7 @@ class ConnectionBalancer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._turn = 0
+        self._waiting: deque[socket.socket] = deque()  # accepted, not yet handed over
 
     def attach(self, slot: int, channel: socket.socket) -> None:
         """``channel``: the serving process's end of a (new) API process's pair; replaces
@@ -118,6 +123,8 @@ class ConnectionBalancer:
         if self._thread is not None:
             self._thread.join(5)
         self.listener.close()
+        while self._waiting:
+            self._waiting.popleft().close()
         with self._lock:
             for child in self._children.values():
                 child.channel.close()
@@ -131,15 +138,17 @@ class ConnectionBalancer:
             with selectors.DefaultSelector() as selector:
                 for child in children:
                     selector.register(child.channel, selectors.EVENT_READ, child)
-                if any_ready:
+                if any_ready and not self._waiting:
                     selector.register(self.listener, selectors.EVENT_READ, None)
                 # A restarted process's new pair is picked up on the next round.
-                events = selector.select(timeout=0.2)
+                events = selector.select(timeout=self.RETRY if self._waiting else 0.2)
             for key, _ in events:
-                if key.data is None:
-                    self._accept()
-                else:
+                if key.data is not None:
                     self._hear(key.data)
+            while self._waiting and self._hand_over(self._waiting[0]):
+                self._waiting.popleft().close()
+            if any(key.data is None for key, _ in events):
+                self._accept()
 
     def _hear(self, child: _Child) -> None:
         try:
@@ -168,13 +177,16 @@ class ConnectionBalancer:
                 connection, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of descriptors, say: the next round tries again
+            except OSError as exc:  # out of descriptors, say: a moment, then try again
                 log.warning("could not accept a connection: %s", exc)
+                self._stopping.wait(0.1)
                 return
-            with connection:
-                self._hand_over(connection)
+            if not self._hand_over(connection):
+                self._waiting.append(connection)  # and no more accepted until it is handed
+                return
+            connection.close()  # the API process has its own descriptor of it now
 
-    def _hand_over(self, connection: socket.socket) -> None:
+    def _hand_over(self, connection: socket.socket) -> bool:
         with self._lock:
             ready = [c for c in self._children.values() if c.ready]
             count = len(ready)
@@ -184,13 +196,15 @@ class ConnectionBalancer:
                 child = ready[index]
                 try:
                     socket.send_fds(child.channel, [b"c"], [connection.fileno()])
-                except OSError:  # gone, or not taking connections: the next one
+                except BlockingIOError:  # alive, but far behind taking them: the next one
+                    continue
+                except OSError:  # gone: the next one
                     self._drop(child)
                     continue
                 child.open += 1
                 child.handed += 1
-                return
-        log.warning("no API process could take a connection: it was closed")
+                return True
+        return False
 
 
 class ApiProcess(Supervised):

@@ -18,8 +18,10 @@ OPEN: list[socket.socket] = []  # every socket a test opens, closed after it
 class FarEnd:
     """What an API process does with its end of the pair."""
 
-    def __init__(self, balancer: ConnectionBalancer, slot: int) -> None:
+    def __init__(self, balancer: ConnectionBalancer, slot: int, *, short: bool = False) -> None:
         ours, self.end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        if short:  # the pair holds only a few handed connections before it is full
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
         OPEN.append(self.end)
         balancer.attach(slot, ours)
         self.taken: list[socket.socket] = []
@@ -47,7 +49,7 @@ class FarEnd:
             connection.sendall(b"hello")
             self.taken.append(connection)
             count += 1
-            self.end.settimeout(0.05)
+            self.end.settimeout(0.2)  # until none comes for a while
 
 
 @pytest.fixture
@@ -117,16 +119,41 @@ def test_a_process_that_is_gone_gets_nothing_more_and_its_replacement_does(
     assert (again.take(), two.take()) == (4, 0)
 
 
-def test_when_no_process_can_take_it_a_connection_is_closed_not_kept(
+def test_a_process_far_behind_is_passed_over_but_not_dropped(
     balancer: ConnectionBalancer,
 ) -> None:
-    one = FarEnd(balancer, 1)
+    slow, quick = FarEnd(balancer, 1, short=True), FarEnd(balancer, 2)
+    slow.ready()
+    quick.ready()
+    clients = connect(balancer, 40)
+    taken = quick.take()
+    queued = slow.take()  # what its pair held before it was full; nothing lost
+    assert 0 < queued < 20 and queued + taken == 40
+    assert all(client.recv(5) == b"hello" for client in clients)
+    assert set(balancer.handed()) == {1, 2}  # still there, and it gets its turn again
+    connect(balancer, 2)  # its queue taken now, and fewer open than quick: both to it
+    assert (slow.take(), quick.take()) == (2, 0)
+
+
+def test_connections_no_process_can_take_wait_in_the_server_until_one_can(
+    balancer: ConnectionBalancer,
+) -> None:
+    one, two = FarEnd(balancer, 1, short=True), FarEnd(balancer, 2, short=True)
     one.ready()
+    two.ready()
+    clients = connect(balancer, 60)  # more than both pairs hold: neither takes any yet
     time.sleep(0.3)
-    one.end.close()  # gone before the balancer heard it
-    [client] = connect(balancer, 1)
-    client.settimeout(5)
-    assert client.recv(5) == b""  # closed by the server: the client can try again
+    assert sum(handed for handed, _ in balancer.handed().values()) < 40  # the rest wait...
+    assert one.take() + two.take() + one.take() + two.take() == 60  # ...and none is lost
+    one.end.close()  # and when every process is gone, a new connection waits for the next
+    two.end.close()
+    time.sleep(0.3)
+    clients += connect(balancer, 1)
+    time.sleep(0.3)
+    again = FarEnd(balancer, 1)
+    again.ready()
+    assert again.take(timeout=2) == 1
+    assert all(client.recv(5) == b"hello" for client in clients)
 
 
 def test_stop_closes_the_port(balancer: ConnectionBalancer) -> None:
